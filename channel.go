@@ -1,0 +1,196 @@
+package wspub
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// registry maps channels to their subscribers and back, and indexes connections by ID
+// and user. Every mutation holds mu for writing. Fan-out reads a snapshot slice of a
+// channel's subscribers, built lazily after a change, so that Publish enqueues with no
+// lock held and subscribe/unsubscribe churn costs O(1) instead of a copy per change.
+type registry struct {
+	mu            sync.RWMutex
+	channels      map[string]*channel
+	conns         map[string]*Conn
+	users         map[string]map[*Conn]struct{}
+	subscriptions int
+	all           atomic.Pointer[[]*Conn] // snapshot of conns; nil when stale
+}
+
+// channel is the set of local subscribers of one channel name.
+type channel struct {
+	subs map[*Conn]struct{}
+	snap atomic.Pointer[[]*Conn] // snapshot of subs; nil when stale
+}
+
+func newRegistry() *registry {
+	return &registry{
+		channels: make(map[string]*channel),
+		conns:    make(map[string]*Conn),
+		users:    make(map[string]map[*Conn]struct{}),
+	}
+}
+
+// add registers c by ID and user.
+func (r *registry) add(c *Conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.conns[c.id] = c
+	if c.userID != "" {
+		set := r.users[c.userID]
+		if set == nil {
+			set = make(map[*Conn]struct{})
+			r.users[c.userID] = set
+		}
+		set[c] = struct{}{}
+	}
+	r.all.Store(nil)
+}
+
+// remove takes c out of every channel it is on (O(its subscriptions)), deletes channels
+// left empty, and drops it from the ID and user indexes.
+func (r *registry) remove(c *Conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.conns[c.id] != c {
+		return
+	}
+	for name := range c.subs {
+		r.unsubscribeLocked(c, name)
+	}
+	c.subs = nil
+	delete(r.conns, c.id)
+	if set := r.users[c.userID]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(r.users, c.userID)
+		}
+	}
+	r.all.Store(nil)
+}
+
+// subscribe puts c on channel name. It reports whether c is still registered; a
+// connection that has left cannot subscribe again. Subscribing twice is a no-op.
+func (r *registry) subscribe(c *Conn, name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.conns[c.id] != c {
+		return false
+	}
+	if _, ok := c.subs[name]; ok {
+		return true
+	}
+	ch := r.channels[name]
+	if ch == nil {
+		ch = &channel{subs: make(map[*Conn]struct{})}
+		r.channels[name] = ch
+	}
+	ch.subs[c] = struct{}{}
+	ch.snap.Store(nil)
+	if c.subs == nil {
+		c.subs = make(map[string]struct{})
+	}
+	c.subs[name] = struct{}{}
+	r.subscriptions++
+	return true
+}
+
+// unsubscribe takes c off channel name; it is a no-op if c was not on it.
+func (r *registry) unsubscribe(c *Conn, name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := c.subs[name]; ok {
+		r.unsubscribeLocked(c, name)
+		delete(c.subs, name)
+	}
+}
+
+// unsubscribeLocked removes c from the channel's set; the caller updates c.subs.
+func (r *registry) unsubscribeLocked(c *Conn, name string) {
+	ch := r.channels[name]
+	if ch == nil {
+		return
+	}
+	delete(ch.subs, c)
+	r.subscriptions--
+	if len(ch.subs) == 0 {
+		delete(r.channels, name)
+		return
+	}
+	ch.snap.Store(nil)
+}
+
+// subscribers returns a snapshot of the channel's subscribers. The slice is shared and
+// must not be modified.
+func (r *registry) subscribers(name string) []*Conn {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	ch := r.channels[name]
+	if ch == nil {
+		return nil
+	}
+	if p := ch.snap.Load(); p != nil {
+		return *p
+	}
+	s := make([]*Conn, 0, len(ch.subs))
+	for c := range ch.subs {
+		s = append(s, c)
+	}
+	// Readers holding mu.RLock may build concurrently; any of their results is current,
+	// because writers, who make a snapshot stale, wait for every reader.
+	ch.snap.Store(&s)
+	return s
+}
+
+// allConns returns a snapshot of every registered connection.
+func (r *registry) allConns() []*Conn {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if p := r.all.Load(); p != nil {
+		return *p
+	}
+	s := make([]*Conn, 0, len(r.conns))
+	for _, c := range r.conns {
+		s = append(s, c)
+	}
+	r.all.Store(&s)
+	return s
+}
+
+// userConns returns the connections of one user.
+func (r *registry) userConns(userID string) []*Conn {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	set := r.users[userID]
+	s := make([]*Conn, 0, len(set))
+	for c := range set {
+		s = append(s, c)
+	}
+	return s
+}
+
+// conn returns the connection with the given ID, or nil.
+func (r *registry) conn(id string) *Conn {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.conns[id]
+}
+
+// channelsOf returns the channels c is subscribed to.
+func (r *registry) channelsOf(c *Conn) []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	s := make([]string, 0, len(c.subs))
+	for name := range c.subs {
+		s = append(s, name)
+	}
+	return s
+}
+
+// counts returns the gauges Stats reports.
+func (r *registry) counts() (conns, channels, subscriptions, users int) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.conns), len(r.channels), r.subscriptions, len(r.users)
+}

@@ -1,0 +1,279 @@
+package wspub
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Conn is one client connection of a Hub. Its methods are safe for concurrent use. A Conn
+// is only valid while it is open; keep its ID, not the *Conn, to address it later.
+type Conn struct {
+	hub *Hub
+	ws  *websocket.Conn
+	raw net.Conn // the hijacked TCP connection, for write deadlines and forced closes
+
+	id, userID, origin, userAgent, remoteAddr string
+	connectedAt                               time.Time
+	expires                                   time.Time
+	claims                                    map[string]any
+
+	ctx    context.Context // cancelled when the connection ends; handlers get it
+	cancel context.CancelFunc
+
+	subs map[string]struct{} // reverse index of channels; guarded by hub.reg.mu
+
+	lastPong atomic.Int64 // unix nanoseconds of the last pong, or of the connect
+
+	// Send side; mu guards everything below it.
+	mu          sync.Mutex
+	q           queue
+	writing     bool // a writer goroutine is running
+	closing     bool // no more messages are accepted
+	sendClose   bool // the writer must run the close handshake
+	dropLogged  bool // the first DropOldest drop was logged
+	closeCode   websocket.StatusCode
+	closeReason string
+
+	write   func(p []byte) error // writes one frame; the WebSocket unless a benchmark swaps it
+	writeFn func()               // c.writeLoop, bound once so starting a writer allocates nothing
+}
+
+// ID returns the connection's ID, unique within its hub and, with a random per-hub
+// prefix, across hubs.
+func (c *Conn) ID() string { return c.id }
+
+// UserID returns the authenticated user's ID, or "" for an anonymous connection.
+func (c *Conn) UserID() string { return c.userID }
+
+// Claims returns the application claims of the connection's Identity (nil if none).
+// The map must not be modified.
+func (c *Conn) Claims() map[string]any { return c.claims }
+
+// Origin returns the Origin header of the upgrade request.
+func (c *Conn) Origin() string { return c.origin }
+
+// UserAgent returns the User-Agent header of the upgrade request.
+func (c *Conn) UserAgent() string { return c.userAgent }
+
+// RemoteAddr returns the peer address of the upgrade request (http.Request.RemoteAddr:
+// behind a proxy, the proxy's address).
+func (c *Conn) RemoteAddr() string { return c.remoteAddr }
+
+// ConnectedAt returns when the connection was upgraded.
+func (c *Conn) ConnectedAt() time.Time { return c.connectedAt }
+
+// Context returns a context that is cancelled when the connection ends. It carries the
+// values of the upgrade request's context.
+func (c *Conn) Context() context.Context { return c.ctx }
+
+// Subscriptions returns the channels the connection is subscribed to, in no order.
+func (c *Conn) Subscriptions() []string { return c.hub.reg.channelsOf(c) }
+
+// Send queues m for this connection alone, without a channel. It never blocks on the
+// network: it returns ErrConnClosed if the connection is closing, and ErrSlowConsumer if
+// the message overflowed the send queue and the connection was evicted for it.
+func (c *Conn) Send(ctx context.Context, m Message) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	frame, err := c.hub.encode("", m)
+	if err != nil {
+		return err
+	}
+	return c.enqueue(frame)
+}
+
+// Close starts the close handshake with the given code and reason and returns at once.
+// Queued messages are discarded. The connection leaves its channels when the peer
+// answers, or after Options.CloseTimeout. Calling Close again does nothing.
+func (c *Conn) Close(code websocket.StatusCode, reason string) error {
+	c.closeWith(code, reason)
+	return nil
+}
+
+// closeWith marks the connection closing and has its writer run the close handshake.
+func (c *Conn) closeWith(code websocket.StatusCode, reason string) {
+	c.mu.Lock()
+	if !c.beginCloseLocked(code, reason) {
+		c.mu.Unlock()
+		return
+	}
+	c.sendClose = true
+	c.startWriterLocked()
+	c.mu.Unlock()
+}
+
+// abort closes the TCP connection at once, with no handshake: for peers that are gone
+// or cannot take another byte. code and reason are what OnDisconnect and the logs see.
+func (c *Conn) abort(code websocket.StatusCode, reason string) {
+	c.mu.Lock()
+	c.beginCloseLocked(code, reason)
+	c.mu.Unlock()
+	_ = c.raw.Close()
+}
+
+// beginCloseLocked records why the connection ends and discards its queue. It reports
+// false if the connection was already closing. c.mu must be held.
+func (c *Conn) beginCloseLocked(code websocket.StatusCode, reason string) bool {
+	if c.closing {
+		return false
+	}
+	c.closing = true
+	c.closeCode, c.closeReason = code, reason
+	// Bound a write in flight: a peer that stopped reading must not hold the writer, and
+	// so the close, for the whole WriteTimeout.
+	_ = c.raw.SetWriteDeadline(time.Now().Add(c.hub.opts.CloseTimeout))
+	if n := c.q.reset(); n > 0 {
+		c.hub.stats.dropped.Add(uint64(n))
+	}
+	return true
+}
+
+// closeHandshake sends a close frame and waits for the peer's, bounded by CloseTimeout.
+func (c *Conn) closeHandshake(code websocket.StatusCode, reason string) {
+	force := time.AfterFunc(c.hub.opts.CloseTimeout, func() { _ = c.raw.Close() })
+	defer force.Stop()
+	_ = c.ws.Close(code, reason)
+}
+
+// onPong stamps pongs for the heartbeat.
+func (c *Conn) onPong(context.Context, []byte) {
+	c.lastPong.Store(time.Now().UnixNano())
+}
+
+// readLoop reads and dispatches client messages until the connection ends. It is the
+// only goroutine an idle connection has.
+func (c *Conn) readLoop(readCtx context.Context) error {
+	for {
+		typ, b, err := c.ws.Read(readCtx)
+		if err != nil {
+			return err
+		}
+		if c.isClosing() {
+			continue // draining until the peer answers our close
+		}
+		if typ != websocket.MessageText {
+			c.closeWith(websocket.StatusUnsupportedData, "binary frames are not supported")
+			continue
+		}
+		c.dispatch(b)
+	}
+}
+
+func (c *Conn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
+}
+
+// finish runs once the reader has stopped: it records why the connection ended, leaves
+// every channel and runs OnDisconnect.
+func (c *Conn) finish(readErr error) {
+	code, reason := closeStatus(readErr)
+	c.mu.Lock()
+	if c.beginCloseLocked(code, reason) {
+		c.sendClose = false
+	}
+	code, reason = c.closeCode, c.closeReason
+	c.mu.Unlock()
+	_ = c.raw.Close() // wakes a writer blocked on the socket
+	c.cancel()
+
+	h := c.hub
+	h.reg.remove(c)
+	h.stats.disconnects.Add(1)
+	h.log.LogAttrs(context.Background(), slog.LevelInfo, "websocket_disconnected",
+		slog.String("conn_id", c.id), slog.String("user_id", c.userID),
+		slog.Int("code", int(code)), slog.String("reason", reason),
+		slog.Duration("duration", time.Since(c.connectedAt)))
+	if fn := h.opts.OnDisconnect; fn != nil {
+		h.safely(c, "OnDisconnect", func() error { fn(c, code, reason); return nil })
+	}
+}
+
+// closeStatus describes a read error as a close code and reason.
+func closeStatus(err error) (websocket.StatusCode, string) {
+	var ce websocket.CloseError
+	switch {
+	case errors.As(err, &ce):
+		return ce.Code, ce.Reason
+	case errors.Is(err, websocket.ErrMessageTooBig):
+		return websocket.StatusMessageTooBig, "message too big"
+	default:
+		return websocket.StatusAbnormalClosure, "connection lost"
+	}
+}
+
+// dispatch validates one client frame and routes it.
+func (c *Conn) dispatch(b []byte) {
+	h := c.hub
+	m, perr := decodeClientMessage(b, h.lim)
+	if perr != nil {
+		c.replyError(perr, m.ID)
+		return
+	}
+	h.log.LogAttrs(c.ctx, slog.LevelDebug, "websocket_message",
+		slog.String("conn_id", c.id), slog.String("type", m.Type), slog.String("channel", m.Channel))
+	switch m.Type {
+	case typeSubscribe, typeUnsubscribe:
+		if m.Channel == "" {
+			c.replyError(&Error{Code: CodeInvalidChannel, Message: `missing "channel"`}, m.ID)
+			return
+		}
+		if m.Type == typeSubscribe {
+			h.subscribe(c, m.Channel, m.ID)
+		} else {
+			h.unsubscribe(c, m.Channel, m.ID)
+		}
+	case typePing:
+		_ = c.enqueue(encodeReply(typePong, "", m.ID))
+	case typePublish:
+		c.replyError(&Error{Code: CodeForbidden, Message: "clients may not publish on this server"}, m.ID)
+	case typeSubscribed, typeUnsubscribed, typePong, typeError:
+		c.replyError(&Error{Code: CodeUnknownType, Message: "type " + m.Type + " is sent by the server only"}, m.ID)
+	default:
+		fn := h.handler(m.Type)
+		if fn == nil {
+			c.replyError(&Error{Code: CodeUnknownType, Message: "no handler for type " + m.Type}, m.ID)
+			return
+		}
+		if err := h.safely(c, m.Type, func() error { return fn(c.ctx, c, m) }); err != nil {
+			var e *Error
+			if !errors.As(err, &e) {
+				e = &Error{Code: CodeInternal, Message: "internal error"}
+			}
+			c.replyError(e, m.ID)
+		}
+	}
+}
+
+// replyError sends an error reply and counts it.
+func (c *Conn) replyError(e *Error, id string) {
+	c.hub.stats.invalid.Add(1)
+	c.hub.log.LogAttrs(c.ctx, slog.LevelDebug, "websocket_error_reply",
+		slog.String("conn_id", c.id), slog.String("code", e.Code), slog.String("message", e.Message))
+	_ = c.enqueue(encodeError(e, id))
+}
+
+// canHijack reports whether w, or a ResponseWriter it unwraps to, can be hijacked.
+// A timeout or compression middleware in front of the hub usually cannot.
+func canHijack(w http.ResponseWriter) bool {
+	for {
+		switch t := w.(type) {
+		case http.Hijacker:
+			return true
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return false
+		}
+	}
+}

@@ -1,0 +1,39 @@
+// Package wspub is an embeddable WebSocket pub/sub hub: browsers subscribe to channels
+// over one WebSocket, and application code publishes to those channels.
+//
+// A Hub is an http.Handler. Mount it, then publish from anywhere:
+//
+//	hub := wspub.New(nil)
+//	mux.Handle("/ws", hub)
+//	err := hub.Publish(ctx, "task:42", wspub.Message{Type: "progress", Data: p})
+//
+// Clients speak the JSON protocol in PROTOCOL.md (subprotocol "wspub.v1"): they send
+// subscribe, unsubscribe and ping messages, and custom types the application handles with
+// Hub.Handle; the server answers with subscribed, unsubscribed, pong and error replies
+// and delivers application messages as {"type":...,"channel":...,"data":...}. A frame may
+// carry several messages separated by '\n' when they were already queued together.
+//
+// # Guarantees
+//
+// Delivery is at-most-once. Messages one goroutine publishes to a channel reach each
+// subscriber in publish order. Publish encodes a message once and never waits for a
+// socket: each connection has a send queue bounded in bytes (Options.MaxQueueBytes), and
+// a connection that stops reading is evicted with close code 1013 and reason "slow
+// consumer" (or, with the DropOldest policy, loses its oldest queued messages). Every
+// drop and eviction is counted in Stats and logged; none is silent.
+//
+// # Resources
+//
+// An idle connection has one goroutine, its reader. A writer goroutine runs only while
+// the connection has something queued, and one heartbeat goroutine per hub pings every
+// connection and reaps those that stop answering. Disconnects remove a connection from
+// its channels in O(its subscriptions), and channels without subscribers are deleted.
+//
+// # Shutdown
+//
+// http.Server.Shutdown does not close hijacked connections such as WebSockets: call
+// Hub.Shutdown too. It sends every client close 1001 ("going away"), answers new upgrade
+// requests with 503, and returns when every goroutine of the hub has exited.
+//
+// The library never prints; it logs through the *slog.Logger in Options.Logger.
+package wspub

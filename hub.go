@@ -1,0 +1,391 @@
+package wspub
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Hub routes messages between application code and WebSocket clients. It is an
+// http.Handler: mount it on a mux (outside any timeout middleware: the hub manages the
+// connection's lifetime itself, and net/http's timeouts do not apply to hijacked
+// connections). Create one with New; its methods are safe for concurrent use.
+//
+// http.Server.Shutdown and Close do not touch hijacked connections, so a server must call
+// Hub.Shutdown as well; see the example of Hub.Shutdown.
+type Hub struct {
+	opts     Options
+	log      *slog.Logger
+	lim      decodeLimits
+	idPrefix string
+	nextID   atomic.Uint64
+	reg      *registry
+	stats    counters
+	batches  sync.Pool // *batch scratch space of running writers
+
+	handlersMu sync.RWMutex
+	handlers   map[string]Handler
+
+	stateMu  sync.Mutex // guards closed and wg.Add in ServeHTTP against Shutdown
+	closed   bool
+	done     chan struct{} // closed when shutdown starts
+	drained  chan struct{} // closed when every goroutine of the hub has exited
+	shutOnce sync.Once
+	wg       sync.WaitGroup // readers, writers, pingers and the heartbeat
+}
+
+// New returns a Hub configured by opts (nil means defaults) and starts its heartbeat
+// goroutine. Call Shutdown or Close to stop it.
+func New(opts *Options) *Hub {
+	o := opts.withDefaults()
+	var prefix [6]byte
+	_, _ = rand.Read(prefix[:]) // crypto/rand.Read never fails on supported platforms
+	h := &Hub{
+		opts:     o,
+		log:      o.Logger,
+		lim:      decodeLimits{maxChannel: o.MaxChannelBytes, maxData: int(o.MaxMessageBytes)},
+		idPrefix: hex.EncodeToString(prefix[:]) + "-",
+		reg:      newRegistry(),
+		handlers: make(map[string]Handler),
+		done:     make(chan struct{}),
+		drained:  make(chan struct{}),
+	}
+	h.wg.Add(1)
+	go h.heartbeat()
+	return h
+}
+
+// Handle registers fn for client messages of type typ; "*" registers the fallback for
+// types with no handler of their own. A later call for the same type replaces the
+// handler; a nil fn removes it. The protocol's own types cannot be handled
+// (ErrReservedType).
+func (h *Hub) Handle(typ string, fn Handler) error {
+	if typ != "*" {
+		if err := validateType(typ); err != nil {
+			return err
+		}
+	}
+	h.handlersMu.Lock()
+	defer h.handlersMu.Unlock()
+	if fn == nil {
+		delete(h.handlers, typ)
+	} else {
+		h.handlers[typ] = fn
+	}
+	return nil
+}
+
+func (h *Hub) handler(typ string) Handler {
+	h.handlersMu.RLock()
+	defer h.handlersMu.RUnlock()
+	if fn := h.handlers[typ]; fn != nil {
+		return fn
+	}
+	return h.handlers["*"]
+}
+
+// ServeHTTP upgrades the request to a WebSocket connection and serves it until it ends.
+// Requests that cannot be upgraded get an HTTP error: 503 once Shutdown has started, 401
+// when Options.Authenticate fails, 403 for a foreign origin, 426 or 400 for a request that
+// is not a WebSocket handshake, 501 when the ResponseWriter cannot be hijacked.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.enter() {
+		h.reject(w, r, http.StatusServiceUnavailable, "server shutting down")
+		return
+	}
+	defer h.wg.Done()
+	if !canHijack(w) {
+		h.reject(w, r, http.StatusNotImplemented,
+			"the ResponseWriter cannot be hijacked; mount the hub outside timeout and compression middleware")
+		return
+	}
+	var id Identity
+	if fn := h.opts.Authenticate; fn != nil {
+		var err error
+		if id, err = fn(r); err != nil {
+			h.reject(w, r, http.StatusUnauthorized, "unauthorized")
+			return
+		}
+	}
+
+	base := context.WithoutCancel(r.Context()) // the connection outlives the request
+	c := &Conn{
+		hub:         h,
+		id:          h.idPrefix + strconv.FormatUint(h.nextID.Add(1), 10),
+		userID:      id.UserID,
+		expires:     id.Expires,
+		claims:      id.Claims,
+		origin:      r.Header.Get("Origin"),
+		userAgent:   r.UserAgent(),
+		remoteAddr:  r.RemoteAddr,
+		connectedAt: time.Now(),
+	}
+	c.ctx, c.cancel = context.WithCancel(base)
+	defer c.cancel()
+	c.write, c.writeFn = c.writeWS, c.writeLoop
+	c.lastPong.Store(c.connectedAt.UnixNano())
+
+	hw := &hijackWriter{ResponseWriter: w}
+	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
+		Subprotocols:   []string{Subprotocol},
+		OriginPatterns: h.opts.OriginPatterns,
+		OnPongReceived: c.onPong,
+	})
+	if err != nil { // Accept has written the HTTP error
+		h.stats.rejected.Add(1)
+		h.log.LogAttrs(r.Context(), slog.LevelInfo, "websocket_rejected",
+			slog.String("remote_addr", r.RemoteAddr), slog.String("origin", c.origin),
+			slog.String("error", err.Error()))
+		return
+	}
+	c.ws, c.raw = ws, hw.conn
+	ws.SetReadLimit(h.opts.MaxMessageBytes)
+	h.serve(c, base)
+}
+
+// enter registers a ServeHTTP call unless shutdown has started.
+func (h *Hub) enter() bool {
+	h.stateMu.Lock()
+	defer h.stateMu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.wg.Add(1)
+	return true
+}
+
+func (h *Hub) isClosed() bool {
+	select {
+	case <-h.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (h *Hub) reject(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	h.stats.rejected.Add(1)
+	h.log.LogAttrs(r.Context(), slog.LevelInfo, "websocket_rejected",
+		slog.String("remote_addr", r.RemoteAddr), slog.String("origin", r.Header.Get("Origin")),
+		slog.Int("status", status), slog.String("reason", msg))
+	http.Error(w, "wspub: "+msg, status)
+}
+
+// serve runs an accepted connection until it ends.
+func (h *Hub) serve(c *Conn, readCtx context.Context) {
+	h.reg.add(c)
+	h.stats.accepted.Add(1)
+	h.log.LogAttrs(c.ctx, slog.LevelInfo, "websocket_connected",
+		slog.String("conn_id", c.id), slog.String("user_id", c.userID),
+		slog.String("remote_addr", c.remoteAddr), slog.String("origin", c.origin),
+		slog.String("user_agent", c.userAgent), slog.String("subprotocol", c.ws.Subprotocol()))
+	switch {
+	case h.isClosed(): // Shutdown started after enter; it may not have seen c
+		c.closeWith(websocket.StatusGoingAway, "going away")
+	case h.opts.OnConnect != nil:
+		if err := h.safely(c, "OnConnect", func() error { return h.opts.OnConnect(c.ctx, c) }); err != nil {
+			c.closeWith(websocket.StatusInternalError, "internal error")
+		}
+	}
+	c.finish(c.readLoop(readCtx))
+}
+
+// safely runs user code, turning a panic into an error that is counted and logged.
+func (h *Hub) safely(c *Conn, what string, fn func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			h.stats.panics.Add(1)
+			err = fmt.Errorf("wspub: panic in %s: %v", what, p)
+			h.log.LogAttrs(context.Background(), slog.LevelError, "websocket_panic",
+				slog.String("conn_id", c.id), slog.String("in", what), slog.Any("panic", p))
+		}
+	}()
+	err = fn()
+	if err != nil && !errors.As(err, new(*Error)) {
+		h.log.LogAttrs(context.Background(), slog.LevelWarn, "websocket_handler_error",
+			slog.String("conn_id", c.id), slog.String("in", what), slog.String("error", err.Error()))
+	}
+	return err
+}
+
+// encode validates and encodes m, refusing messages that could never fit a send queue.
+func (h *Hub) encode(channel string, m Message) ([]byte, error) {
+	frame, err := encodeMessage(channel, m)
+	if err != nil {
+		return nil, err
+	}
+	if len(frame) > h.opts.MaxQueueBytes {
+		return nil, fmt.Errorf("%w: %d bytes, MaxQueueBytes is %d", ErrMessageTooLarge, len(frame), h.opts.MaxQueueBytes)
+	}
+	return frame, nil
+}
+
+// Publish sends m to every subscriber of channel. It encodes the message once, queues the
+// same bytes for each subscriber, and returns without waiting for any socket: a slow
+// subscriber never slows the publisher (see Options.Overflow). Messages one goroutine
+// publishes to a channel reach each subscriber in that order. Publishing to a channel
+// with no subscribers is not an error.
+func (h *Hub) Publish(ctx context.Context, channel string, m Message) error {
+	if !validName(channel, h.opts.MaxChannelBytes) {
+		return fmt.Errorf("%w: %q", ErrInvalidChannel, channel)
+	}
+	return h.send(ctx, channel, m, func() []*Conn { return h.reg.subscribers(channel) })
+}
+
+// Broadcast sends m, without a channel, to every connection of the hub.
+func (h *Hub) Broadcast(ctx context.Context, m Message) error {
+	return h.send(ctx, "", m, h.reg.allConns)
+}
+
+// SendToUser sends m, without a channel, to every connection of one user (see
+// Options.Authenticate). A user with no connection is not an error.
+func (h *Hub) SendToUser(ctx context.Context, userID string, m Message) error {
+	if userID == "" {
+		return ErrInvalidUser
+	}
+	return h.send(ctx, "", m, func() []*Conn { return h.reg.userConns(userID) })
+}
+
+func (h *Hub) send(ctx context.Context, channel string, m Message, targets func() []*Conn) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if h.isClosed() {
+		return ErrHubClosed
+	}
+	frame, err := h.encode(channel, m)
+	if err != nil {
+		return err
+	}
+	h.stats.published.Add(1)
+	for _, c := range targets() {
+		_ = c.enqueue(frame) // a closed or evicted subscriber is counted, not an error
+	}
+	return nil
+}
+
+// Subscribe puts the connection with the given ID on channel, as if the client had
+// subscribed, and tells the client with a "subscribed" message without an id. Use it
+// from OnConnect for server-chosen channels such as "user:42". It is idempotent.
+func (h *Hub) Subscribe(connID, channel string) error {
+	c := h.reg.conn(connID)
+	if c == nil {
+		return ErrConnNotFound
+	}
+	if !validName(channel, h.opts.MaxChannelBytes) {
+		return fmt.Errorf("%w: %q", ErrInvalidChannel, channel)
+	}
+	if !h.subscribe(c, channel, "") {
+		return ErrConnNotFound
+	}
+	return nil
+}
+
+// Unsubscribe takes the connection with the given ID off channel and tells the client
+// with an "unsubscribed" message. It is idempotent.
+func (h *Hub) Unsubscribe(connID, channel string) error {
+	c := h.reg.conn(connID)
+	if c == nil {
+		return ErrConnNotFound
+	}
+	h.unsubscribe(c, channel, "")
+	return nil
+}
+
+func (h *Hub) subscribe(c *Conn, channel, id string) bool {
+	if !h.reg.subscribe(c, channel) {
+		return false
+	}
+	h.log.LogAttrs(c.ctx, slog.LevelInfo, "websocket_subscribed",
+		slog.String("conn_id", c.id), slog.String("channel", channel))
+	_ = c.enqueue(encodeReply(typeSubscribed, channel, id))
+	return true
+}
+
+func (h *Hub) unsubscribe(c *Conn, channel, id string) {
+	h.reg.unsubscribe(c, channel)
+	h.log.LogAttrs(c.ctx, slog.LevelInfo, "websocket_unsubscribed",
+		slog.String("conn_id", c.id), slog.String("channel", channel))
+	_ = c.enqueue(encodeReply(typeUnsubscribed, channel, id))
+}
+
+// Stats returns the hub's gauges and counters.
+func (h *Hub) Stats() Stats {
+	conns, channels, subs, users := h.reg.counts()
+	s := &h.stats
+	return Stats{
+		Connections: conns, Channels: channels, Subscriptions: subs, Users: users,
+		Accepted:      s.accepted.Load(),
+		Rejected:      s.rejected.Load(),
+		Published:     s.published.Load(),
+		Delivered:     s.delivered.Load(),
+		Frames:        s.frames.Load(),
+		Dropped:       s.dropped.Load(),
+		SlowEvictions: s.slowEvictions.Load(),
+		Reaped:        s.reaped.Load(),
+		Invalid:       s.invalid.Load(),
+		Panics:        s.panics.Load(),
+		Disconnects:   s.disconnects.Load(),
+	}
+}
+
+// Shutdown stops the hub gracefully: new upgrade requests get 503, every connection is
+// sent close 1001 ("going away"), the heartbeat stops, and Shutdown waits until every
+// connection has ended and every goroutine of the hub has exited. If ctx ends first, the
+// remaining connections are closed at once and Shutdown returns ctx.Err() after they
+// are gone. It is safe to call more than once and concurrently with Close.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.beginShutdown()
+	for _, c := range h.reg.allConns() {
+		c.closeWith(websocket.StatusGoingAway, "going away")
+	}
+	select {
+	case <-h.drained:
+		return nil
+	case <-ctx.Done():
+		h.abortAll()
+		<-h.drained
+		return ctx.Err()
+	}
+}
+
+// Close stops the hub at once: new upgrade requests get 503 and every connection's TCP
+// connection is closed without a close handshake. It returns when every goroutine of the
+// hub has exited. It is safe to call more than once.
+func (h *Hub) Close() error {
+	h.beginShutdown()
+	h.abortAll()
+	<-h.drained
+	return nil
+}
+
+func (h *Hub) beginShutdown() {
+	h.shutOnce.Do(func() {
+		h.stateMu.Lock()
+		h.closed = true
+		close(h.done)
+		h.stateMu.Unlock()
+		h.log.LogAttrs(context.Background(), slog.LevelInfo, "websocket_shutdown",
+			slog.Int("connections", len(h.reg.allConns())))
+		go func() {
+			h.wg.Wait()
+			close(h.drained)
+		}()
+	})
+}
+
+func (h *Hub) abortAll() {
+	for _, c := range h.reg.allConns() {
+		c.abort(websocket.StatusGoingAway, "going away")
+	}
+}

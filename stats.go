@@ -1,0 +1,30 @@
+package wspub
+
+import "sync/atomic"
+
+// Stats is a point-in-time view of a Hub. Gauges describe the present; counters only grow
+// over the hub's life.
+type Stats struct {
+	Connections   int // open connections (gauge)
+	Channels      int // channels with at least one local subscriber (gauge)
+	Subscriptions int // connection-channel pairs (gauge)
+	Users         int // distinct non-empty user IDs connected (gauge)
+
+	Accepted      uint64 // connections upgraded
+	Rejected      uint64 // upgrade requests refused (hub shutting down, bad handshake, origin, ...)
+	Published     uint64 // calls to Publish, Broadcast and SendToUser that were accepted
+	Delivered     uint64 // messages written to a connection's socket (replies included)
+	Frames        uint64 // WebSocket frames written; Delivered/Frames is the batching factor
+	Dropped       uint64 // messages queued for a connection but never written (DropOldest, eviction, close)
+	SlowEvictions uint64 // connections closed because their send queue overflowed or a write timed out
+	Reaped        uint64 // connections closed by the heartbeat for missing pongs
+	Invalid       uint64 // client messages answered with an error reply
+	Panics        uint64 // handler and hook panics recovered
+	Disconnects   uint64 // connections that have ended, for any reason
+}
+
+// counters are the hub's atomic counters behind Stats.
+type counters struct {
+	accepted, rejected, published, delivered, frames, dropped,
+	slowEvictions, reaped, invalid, panics, disconnects atomic.Uint64
+}
