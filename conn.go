@@ -31,6 +31,7 @@ type Conn struct {
 	subs map[string]struct{} // reverse index of channels; guarded by hub.reg.mu
 
 	lastPong atomic.Int64 // unix nanoseconds of the last pong, or of the connect
+	closeBy  atomic.Int64 // unix nanoseconds by which the close must be done; 0 while open
 
 	// Send side; mu guards everything below it.
 	mu          sync.Mutex
@@ -91,18 +92,21 @@ func (c *Conn) Send(ctx context.Context, m Message) error {
 	return c.enqueue(frame)
 }
 
-// Close starts the close handshake with the given code and reason and returns at once.
-// Queued messages are discarded. The connection leaves its channels when the peer
-// answers, or after Options.CloseTimeout. Calling Close again does nothing.
+// Close closes the connection with the given code and reason and returns at once. What
+// is already queued for the connection is still sent, then the close handshake runs;
+// Options.CloseTimeout bounds the two together. Nothing can be queued after Close. The
+// connection leaves its channels when the peer answers or the timeout passes. Calling
+// Close again does nothing.
 func (c *Conn) Close(code websocket.StatusCode, reason string) error {
 	c.closeWith(code, reason)
 	return nil
 }
 
-// closeWith marks the connection closing and has its writer run the close handshake.
+// closeWith marks the connection closing and has its writer flush the queue and run the
+// close handshake.
 func (c *Conn) closeWith(code websocket.StatusCode, reason string) {
 	c.mu.Lock()
-	if !c.beginCloseLocked(code, reason) {
+	if !c.beginCloseLocked(code, reason, false) {
 		c.mu.Unlock()
 		return
 	}
@@ -115,31 +119,43 @@ func (c *Conn) closeWith(code websocket.StatusCode, reason string) {
 // or cannot take another byte. code and reason are what OnDisconnect and the logs see.
 func (c *Conn) abort(code websocket.StatusCode, reason string) {
 	c.mu.Lock()
-	c.beginCloseLocked(code, reason)
+	c.beginCloseLocked(code, reason, true)
 	c.mu.Unlock()
 	_ = c.raw.Close()
 }
 
-// beginCloseLocked records why the connection ends and discards its queue. It reports
-// false if the connection was already closing. c.mu must be held.
-func (c *Conn) beginCloseLocked(code websocket.StatusCode, reason string) bool {
+// beginCloseLocked records why the connection ends and, if discard is set, empties its
+// queue, counting the messages as dropped. It reports false if the connection was
+// already closing. c.mu must be held.
+func (c *Conn) beginCloseLocked(code websocket.StatusCode, reason string, discard bool) bool {
 	if c.closing {
+		if discard { // an abort overtakes a graceful close
+			c.discardLocked()
+		}
 		return false
 	}
 	c.closing = true
 	c.closeCode, c.closeReason = code, reason
-	// Bound a write in flight: a peer that stopped reading must not hold the writer, and
-	// so the close, for the whole WriteTimeout.
-	_ = c.raw.SetWriteDeadline(time.Now().Add(c.hub.opts.CloseTimeout))
-	if n := c.q.reset(); n > 0 {
-		c.hub.stats.dropped.Add(uint64(n))
+	// From now on every write, and so the whole close, is bounded by CloseTimeout: a peer
+	// that stopped reading must not hold the connection for WriteTimeout per frame.
+	deadline := time.Now().Add(c.hub.opts.CloseTimeout)
+	c.closeBy.Store(deadline.UnixNano())
+	_ = c.raw.SetWriteDeadline(deadline)
+	if discard {
+		c.discardLocked()
 	}
 	return true
 }
 
-// closeHandshake sends a close frame and waits for the peer's, bounded by CloseTimeout.
+func (c *Conn) discardLocked() {
+	if n := c.q.reset(); n > 0 {
+		c.hub.stats.dropped.Add(uint64(n))
+	}
+}
+
+// closeHandshake sends a close frame and waits for the peer's, until the close deadline.
 func (c *Conn) closeHandshake(code websocket.StatusCode, reason string) {
-	force := time.AfterFunc(c.hub.opts.CloseTimeout, func() { _ = c.raw.Close() })
+	force := time.AfterFunc(time.Until(time.Unix(0, c.closeBy.Load())), func() { _ = c.raw.Close() })
 	defer force.Stop()
 	_ = c.ws.Close(code, reason)
 }
@@ -179,7 +195,7 @@ func (c *Conn) isClosing() bool {
 func (c *Conn) finish(readErr error) {
 	code, reason := closeStatus(readErr)
 	c.mu.Lock()
-	if c.beginCloseLocked(code, reason) {
+	if c.beginCloseLocked(code, reason, true) {
 		c.sendClose = false
 	}
 	code, reason = c.closeCode, c.closeReason

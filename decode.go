@@ -76,6 +76,14 @@ func (d *decoder) object(m *ClientMessage, lim decodeLimits) *Error {
 		return invalidMessage("message must be a JSON object")
 	}
 	d.i++
+	// Syntax errors end decoding at once. A well-formed frame with a bad field is read to
+	// the end, so that its id can still be echoed; the first such error is returned.
+	var bad *Error
+	fail := func(e *Error) {
+		if bad == nil {
+			bad = e
+		}
+	}
 	var seen [4]bool // type, id, channel, data
 	for first := true; ; first = false {
 		d.ws()
@@ -91,6 +99,7 @@ func (d *decoder) object(m *ClientMessage, lim decodeLimits) *Error {
 		if !ok {
 			return invalidMessage("malformed JSON: bad string")
 		}
+		keyEnd := d.i - 1
 		key := string(raw[1 : len(raw)-1]) // escapes are kept, so "typ\u0065" is unknown
 		field := -1
 		switch key {
@@ -103,32 +112,34 @@ func (d *decoder) object(m *ClientMessage, lim decodeLimits) *Error {
 		case "data":
 			field = 3
 		}
-		if field < 0 {
-			return invalidMessage("unknown field " + strconv.Quote(truncate(string(d.b[keyStart:d.i-1]), 32)))
-		}
-		if seen[field] {
-			return invalidMessage("duplicate field " + strconv.Quote(key))
-		}
-		seen[field] = true
 		d.ws()
 		if d.peek() != ':' {
 			return invalidMessage("malformed JSON: expected ':'")
 		}
 		d.i++
 		d.ws()
-		if field == 3 {
-			start := d.i
+		start := d.i
+		switch {
+		case field < 0:
+			fail(invalidMessage("unknown field " + strconv.Quote(truncate(string(d.b[keyStart:keyEnd]), 32))))
+		case seen[field]:
+			fail(invalidMessage("duplicate field " + strconv.Quote(key)))
+		case field == 3:
+			seen[field] = true
 			if err := d.skipValue(0); err != nil {
 				return err
 			}
 			if d.i-start > lim.maxData {
-				return invalidMessage("\"data\" is larger than " + strconv.Itoa(lim.maxData) + " bytes")
+				fail(invalidMessage("\"data\" is larger than " + strconv.Itoa(lim.maxData) + " bytes"))
+			} else {
+				m.Data = append([]byte(nil), d.b[start:d.i]...)
 			}
-			m.Data = append([]byte(nil), d.b[start:d.i]...)
-		} else {
-			if d.peek() != '"' {
-				return invalidMessage("field " + strconv.Quote(key) + " must be a string")
-			}
+			start = -1 // value consumed
+		case d.peek() != '"':
+			seen[field] = true
+			fail(invalidMessage("field " + strconv.Quote(key) + " must be a string"))
+		default:
+			seen[field] = true
 			s, ok := d.stringValue()
 			if !ok {
 				return invalidMessage("malformed JSON: bad string")
@@ -141,8 +152,14 @@ func (d *decoder) object(m *ClientMessage, lim decodeLimits) *Error {
 			case 2:
 				m.Channel = s
 				if s == "" {
-					return &Error{Code: CodeInvalidChannel, Message: "channel name is empty"}
+					fail(&Error{Code: CodeInvalidChannel, Message: "channel name is empty"})
 				}
+			}
+			start = -1
+		}
+		if start >= 0 { // a value that is not kept: check its syntax and move past it
+			if err := d.skipValue(0); err != nil {
+				return err
 			}
 		}
 		d.ws()
@@ -161,7 +178,7 @@ func (d *decoder) object(m *ClientMessage, lim decodeLimits) *Error {
 	if d.i != len(d.b) {
 		return invalidMessage("one JSON object per frame; found data after it")
 	}
-	return nil
+	return bad
 }
 
 // skipValue skips one JSON value, checking its syntax and nesting depth.

@@ -67,7 +67,7 @@ func (c *Conn) enqueue(frame []byte) error {
 	}
 	if !c.fitsLocked(len(frame)) {
 		if h.opts.Overflow != DropOldest {
-			c.beginCloseLocked(StatusSlowConsumer, "slow consumer")
+			c.beginCloseLocked(StatusSlowConsumer, "slow consumer", true)
 			c.sendClose = true
 			c.startWriterLocked()
 			c.mu.Unlock()
@@ -126,7 +126,7 @@ func (c *Conn) writeLoop() {
 	}()
 	for {
 		c.mu.Lock()
-		if c.closing {
+		if c.closing && c.q.n == 0 { // flushed (or discarded): finish the close
 			send, code, reason := c.sendClose, c.closeCode, c.closeReason
 			c.sendClose = false
 			if !send {
@@ -187,7 +187,7 @@ func (c *Conn) writeFailed(err error, n int) {
 	h.stats.dropped.Add(uint64(n))
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		c.mu.Lock()
-		evicted := c.beginCloseLocked(StatusSlowConsumer, "slow consumer")
+		evicted := c.beginCloseLocked(StatusSlowConsumer, "slow consumer", true)
 		c.mu.Unlock()
 		if evicted {
 			h.stats.slowEvictions.Add(1)
@@ -197,7 +197,7 @@ func (c *Conn) writeFailed(err error, n int) {
 		}
 	} else {
 		c.mu.Lock()
-		c.beginCloseLocked(websocket.StatusAbnormalClosure, "write failed")
+		c.beginCloseLocked(websocket.StatusAbnormalClosure, "write failed", true)
 		c.mu.Unlock()
 	}
 	// The socket cannot take a close frame; closing it wakes the reader, which cleans up.
@@ -206,8 +206,13 @@ func (c *Conn) writeFailed(err error, n int) {
 
 // writeWS writes one text frame with a deadline, not a per-write context: a cancelable
 // context costs allocations on every write, and cancelling one closes the connection.
+// Once the connection is closing, the close deadline bounds every write.
 func (c *Conn) writeWS(p []byte) error {
-	_ = c.raw.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteTimeout))
+	deadline := time.Now().Add(c.hub.opts.WriteTimeout)
+	if by := c.closeBy.Load(); by != 0 {
+		deadline = time.Unix(0, min(by, deadline.UnixNano()))
+	}
+	_ = c.raw.SetWriteDeadline(deadline)
 	err := c.ws.Write(context.Background(), websocket.MessageText, p)
 	_ = c.raw.SetWriteDeadline(time.Time{})
 	return err

@@ -1,0 +1,98 @@
+package wspub
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestHeartbeatReapsDeadPeer: a client that stops reading (so never answers a ping)
+// while its TCP connection stays open is reaped within PingInterval + PongTimeout, and
+// leaves its channels; a client that reads stays (RELIABILITY.md row 13).
+func TestHeartbeatReapsDeadPeer(t *testing.T) {
+	logger, logs := newLogger()
+	h, url := startHub(t, &Options{Logger: logger, PingInterval: 200 * time.Millisecond, PongTimeout: 100 * time.Millisecond})
+	alive, dead := dial(t, url), dial(t, url)
+	alive.subscribe("a")
+	dead.subscribe("a")
+	dead.subscribe("b")
+
+	readErr := make(chan error, 1)
+	go func() { // a reading client answers pings
+		_, err := alive.nextRaw()
+		readErr <- err
+	}()
+	start := time.Now()
+	eventually(t, func() bool { return h.Stats().Reaped == 1 })
+	t.Logf("reaped after %v", time.Since(start))
+	eventually(t, func() bool { return h.Stats().Connections == 1 })
+	st := h.Stats()
+	assert.Equal(t, 1, st.Subscriptions)
+	assert.Equal(t, 1, st.Channels)
+
+	time.Sleep(3 * 200 * time.Millisecond) // three more heartbeats: the live one stays
+	assert.Equal(t, uint64(1), h.Stats().Reaped)
+	assert.Equal(t, 1, h.Stats().Connections)
+	reaped := logs.events("websocket_reaped")
+	require.Len(t, reaped, 1)
+	disc := logs.events("websocket_disconnected")
+	require.Len(t, disc, 1)
+	assert.Equal(t, "pong timeout", disc[0]["reason"])
+	assert.Equal(t, reaped[0]["conn_id"], disc[0]["conn_id"])
+
+	_, err := dead.nextRaw()
+	assert.Error(t, err, "the reaped client's TCP connection is closed")
+	select {
+	case err := <-readErr:
+		t.Fatalf("live client lost its connection: %v", err)
+	default:
+	}
+}
+
+// TestIdentityExpiry: an identity whose expiry passes is closed with 1008 within one
+// heartbeat (RELIABILITY.md row 22).
+func TestIdentityExpiry(t *testing.T) {
+	expires := time.Now().Add(300 * time.Millisecond)
+	h, url := startHub(t, &Options{
+		PingInterval: 100 * time.Millisecond, PongTimeout: 50 * time.Millisecond,
+		Authenticate: func(r *http.Request) (Identity, error) {
+			if r.URL.Query().Get("user") == "temp" {
+				return Identity{UserID: "temp", Expires: expires}, nil
+			}
+			return Identity{UserID: "forever"}, nil
+		},
+	})
+	temp, forever := dial(t, url+"?user=temp"), dial(t, url+"?user=forever")
+	go func() { _ = forever.closeErr() }() // reading, so answering pings
+	err := temp.closeErr()
+	assert.Equal(t, websocket.StatusPolicyViolation, websocket.CloseStatus(err))
+	assert.Contains(t, err.Error(), "identity expired")
+	assert.WithinDuration(t, expires, time.Now(), 2*100*time.Millisecond+time.Second)
+	eventually(t, func() bool { return h.Stats().Connections == 1 })
+	assert.Zero(t, h.Stats().Reaped)
+}
+
+func TestOptionDefaults(t *testing.T) {
+	o := (*Options)(nil).withDefaults()
+	assert.Equal(t, int64(32<<10), o.MaxMessageBytes)
+	assert.Equal(t, 200, o.MaxChannelBytes)
+	assert.Equal(t, 1<<20, o.MaxQueueBytes)
+	assert.Equal(t, 16, o.MaxBatch)
+	assert.Equal(t, 25*time.Second, o.PingInterval)
+	assert.Equal(t, 10*time.Second, o.PongTimeout)
+	assert.Equal(t, 10*time.Second, o.WriteTimeout)
+	assert.Equal(t, 5*time.Second, o.CloseTimeout)
+	assert.Equal(t, EvictSlowConsumer, o.Overflow)
+	assert.NotNil(t, o.Logger)
+
+	in := &Options{PingInterval: time.Second, PongTimeout: time.Minute, MaxQueueMessages: -3}
+	o = in.withDefaults()
+	assert.Equal(t, time.Second, o.PongTimeout, "PongTimeout is clamped to PingInterval")
+	assert.Zero(t, o.MaxQueueMessages)
+	assert.Equal(t, time.Minute, in.PongTimeout, "the caller's Options are not changed")
+	assert.Nil(t, in.Logger)
+}
