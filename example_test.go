@@ -104,7 +104,7 @@ func ExampleHub_Shutdown() {
 	defer c.CloseNow()
 
 	go func() { _ = hub.Shutdown(ctx) }() // clients get close 1001; new upgrades get 503
-	srv.Config.Shutdown(ctx)            // stops listening and waits for plain HTTP requests
+	srv.Config.Shutdown(ctx)              // stops listening and waits for plain HTTP requests
 	srv.Close()
 
 	_, _, err = c.Read(ctx)
