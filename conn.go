@@ -148,7 +148,7 @@ func (c *Conn) beginCloseLocked(code websocket.StatusCode, reason string, discar
 }
 
 func (c *Conn) discardLocked() {
-	if n := c.q.reset(); n > 0 {
+	if n := c.q.reset(&c.hub.segments); n > 0 {
 		c.hub.stats.dropped.Add(uint64(n))
 	}
 }

@@ -32,6 +32,7 @@ type Hub struct {
 	reg      *registry
 	stats    counters
 	batches  sync.Pool // *batch scratch space of running writers
+	segments sync.Pool // *segment of send queues
 
 	handlersMu sync.RWMutex
 	handlers   map[string]Handler

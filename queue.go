@@ -5,48 +5,76 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
 )
 
 // queue is a connection's FIFO of encoded messages, bounded by the caller. The frames are
-// shared between subscribers and never modified. An idle connection's queue holds no
-// buffer.
+// shared between subscribers and never modified. It is a list of fixed-size segments
+// taken from and returned to a pool shared by the hub's connections: an idle connection
+// holds no segment, and a busy one allocates nothing in the steady state.
 type queue struct {
-	buf   [][]byte // ring buffer; len is a power of two
-	head  int
-	n     int
-	bytes int
+	head, tail *segment
+	hi, ti     int // next slot to pop in head, next slot to fill in tail
+	n          int
+	bytes      int
 }
 
-func (q *queue) push(b []byte) {
-	if q.n == len(q.buf) {
-		size := max(2*len(q.buf), 8)
-		buf := make([][]byte, size)
-		for i := 0; i < q.n; i++ {
-			buf[i] = q.buf[(q.head+i)&(len(q.buf)-1)]
+// segmentSlots is the number of messages one segment holds (768 bytes of slice headers).
+const segmentSlots = 32
+
+type segment struct {
+	msgs [segmentSlots][]byte
+	next *segment
+}
+
+func (q *queue) push(b []byte, pool *sync.Pool) {
+	if q.tail == nil || q.ti == segmentSlots {
+		s, _ := pool.Get().(*segment)
+		if s == nil {
+			s = new(segment)
 		}
-		q.buf, q.head = buf, 0
+		if q.tail == nil {
+			q.head, q.hi = s, 0
+		} else {
+			q.tail.next = s
+		}
+		q.tail, q.ti = s, 0
 	}
-	q.buf[(q.head+q.n)&(len(q.buf)-1)] = b
+	q.tail.msgs[q.ti] = b
+	q.ti++
 	q.n++
 	q.bytes += len(b)
 }
 
-func (q *queue) pop() []byte {
-	b := q.buf[q.head]
-	q.buf[q.head] = nil
-	q.head = (q.head + 1) & (len(q.buf) - 1)
+// pop removes the oldest message; the queue must not be empty.
+func (q *queue) pop(pool *sync.Pool) []byte {
+	b := q.head.msgs[q.hi]
+	q.head.msgs[q.hi] = nil
+	q.hi++
 	q.n--
 	q.bytes -= len(b)
+	switch {
+	case q.n == 0: // head == tail: give the last segment back
+		pool.Put(q.head)
+		*q = queue{}
+	case q.hi == segmentSlots:
+		s := q.head
+		q.head, q.hi = s.next, 0
+		s.next = nil
+		pool.Put(s)
+	}
 	return b
 }
 
-// reset empties the queue, releases its buffer, and returns how many messages it held.
-func (q *queue) reset() int {
+// reset empties the queue and returns how many messages it held.
+func (q *queue) reset(pool *sync.Pool) int {
 	n := q.n
-	*q = queue{}
+	for q.n > 0 {
+		q.pop(pool)
+	}
 	return n
 }
 
@@ -79,7 +107,7 @@ func (c *Conn) enqueue(frame []byte) error {
 		}
 		dropped := 0
 		for c.q.n > 0 && !c.fitsLocked(len(frame)) {
-			c.q.pop()
+			c.q.pop(&h.segments)
 			dropped++
 		}
 		first := !c.dropLogged
@@ -91,7 +119,7 @@ func (c *Conn) enqueue(frame []byte) error {
 				slog.String("cause", "send queue full; dropping oldest (logged once per connection)"))
 		}
 	}
-	c.q.push(frame)
+	c.q.push(frame, &h.segments)
 	c.startWriterLocked()
 	c.mu.Unlock()
 	return nil
@@ -140,7 +168,6 @@ func (c *Conn) writeLoop() {
 		}
 		if c.q.n == 0 {
 			c.writing = false
-			c.q.reset()
 			c.mu.Unlock()
 			return
 		}
@@ -152,7 +179,7 @@ func (c *Conn) writeLoop() {
 			}
 		}
 		for c.q.n > 0 && len(b.msgs) < h.opts.MaxBatch {
-			b.msgs = append(b.msgs, c.q.pop())
+			b.msgs = append(b.msgs, c.q.pop(&h.segments))
 		}
 		c.mu.Unlock()
 
