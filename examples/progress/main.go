@@ -113,9 +113,8 @@ func run(ctx context.Context, addr string, opts serverOptions, ready func(url st
 	// http.Server.Shutdown stops accepting requests and waits for the plain HTTP ones, but
 	// it does not close hijacked connections, and every WebSocket is one: without
 	// hub.Shutdown they would keep the process (and the hub's goroutines) alive. So stop
-	// HTTP first (no new jobs), then the jobs (each publishes "cancelled", best effort:
-	// hub.Shutdown discards messages still queued), then the hub, which sends every
-	// client close 1001 ("going away").
+	// HTTP first (no new jobs), then the jobs (each publishes "cancelled"), then the hub,
+	// which sends every client what is still queued and then close 1001 ("going away").
 	errs := []error{srv.Shutdown(sctx), app.Shutdown(sctx), hub.Shutdown(sctx)}
 	if errServe == nil {
 		errServe = <-serveErr // Serve always returns an error; after Shutdown, ErrServerClosed
