@@ -23,7 +23,14 @@ func decodeClientMessage(b []byte, lim decodeLimits) (ClientMessage, *Error) {
 		return m, invalidMessage("message is not valid UTF-8")
 	}
 	d := decoder{b: b}
-	if err := d.object(&m, lim); err != nil {
+	err := d.object(&m, lim)
+	if n := len(m.ID); n > maxIDBytes {
+		m.ID = "" // never echo an over-long id, whatever else is wrong
+		if err == nil {
+			err = invalidMessage("\"id\" is " + strconv.Itoa(n) + " bytes; the limit is 64")
+		}
+	}
+	if err != nil {
 		return m, err
 	}
 	switch {
@@ -31,10 +38,6 @@ func decodeClientMessage(b []byte, lim decodeLimits) (ClientMessage, *Error) {
 		return m, invalidMessage(`missing "type"`)
 	case !validName(m.Type, maxTypeBytes):
 		return m, invalidMessage(`"type" must be 1..64 bytes with no whitespace or control characters`)
-	case len(m.ID) > maxIDBytes:
-		id := m.ID
-		m.ID = "" // never echo an over-long id
-		return m, invalidMessage("\"id\" is " + strconv.Itoa(len(id)) + " bytes; the limit is 64")
 	case m.Channel != "" && !validName(m.Channel, lim.maxChannel):
 		return m, &Error{Code: CodeInvalidChannel, Message: "channel names are 1.." +
 			strconv.Itoa(lim.maxChannel) + " bytes of UTF-8 with no whitespace or control characters"}

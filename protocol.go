@@ -125,6 +125,9 @@ func encodeMessage(channel string, m Message) ([]byte, error) {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidData, err)
 		}
 	}
+	if !utf8.Valid(data) { // json.Valid does not check it, and a RawMessage passes through
+		return nil, fmt.Errorf("%w: not valid UTF-8", ErrInvalidData)
+	}
 	b := make([]byte, 0, len(m.Type)+len(channel)+len(data)+32)
 	b = append(b, `{"type":`...)
 	b = appendJSONString(b, m.Type)
