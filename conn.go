@@ -155,6 +155,9 @@ func (c *Conn) discardLocked() {
 
 // closeHandshake sends a close frame and waits for the peer's, until the close deadline.
 func (c *Conn) closeHandshake(code websocket.StatusCode, reason string) {
+	if c.ws == nil { // a benchmark's connection without a socket
+		return
+	}
 	force := time.AfterFunc(time.Until(time.Unix(0, c.closeBy.Load())), func() { _ = c.raw.Close() })
 	defer force.Stop()
 	_ = c.ws.Close(code, reason)
