@@ -16,7 +16,27 @@ type registry struct {
 	users         map[string]map[*Conn]struct{}
 	subscriptions int
 	all           atomic.Pointer[[]*Conn] // snapshot of conns; nil when stale
+
+	// Connection slots, taken before the upgrade so that concurrent handshakes cannot
+	// overshoot a limit, and given back when the connection is removed or fails to start.
+	slots     int
+	userSlots map[string]int
+	limits    registryLimits
 }
+
+// registryLimits are the quotas the registry enforces; 0 means no limit.
+type registryLimits struct {
+	conns, connsPerUser, subsPerConn int
+}
+
+// reservation is the outcome of registry.reserve.
+type reservation int
+
+const (
+	reserved reservation = iota
+	hubFull
+	userFull
+)
 
 // channel is the set of local subscribers of one channel name.
 type channel struct {
@@ -24,11 +44,51 @@ type channel struct {
 	snap atomic.Pointer[[]*Conn] // snapshot of subs; nil when stale
 }
 
-func newRegistry() *registry {
+func newRegistry(limits registryLimits) *registry {
 	return &registry{
-		channels: make(map[string]*channel),
-		conns:    make(map[string]*Conn),
-		users:    make(map[string]map[*Conn]struct{}),
+		channels:  make(map[string]*channel),
+		conns:     make(map[string]*Conn),
+		users:     make(map[string]map[*Conn]struct{}),
+		userSlots: make(map[string]int),
+		limits:    limits,
+	}
+}
+
+// reserve takes a connection slot for a user ("" for anonymous) unless a limit is
+// reached. Every reserved slot must be given back with release, or by remove once the
+// connection has been added.
+func (r *registry) reserve(userID string) reservation {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.limits.conns > 0 && r.slots >= r.limits.conns {
+		return hubFull
+	}
+	if userID != "" {
+		if r.limits.connsPerUser > 0 && r.userSlots[userID] >= r.limits.connsPerUser {
+			return userFull
+		}
+		r.userSlots[userID]++
+	}
+	r.slots++
+	return reserved
+}
+
+// release gives back a slot taken by reserve.
+func (r *registry) release(userID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.releaseLocked(userID)
+}
+
+func (r *registry) releaseLocked(userID string) {
+	r.slots--
+	if userID == "" {
+		return
+	}
+	if n := r.userSlots[userID] - 1; n > 0 {
+		r.userSlots[userID] = n
+	} else {
+		delete(r.userSlots, userID)
 	}
 }
 
@@ -56,6 +116,7 @@ func (r *registry) remove(c *Conn) {
 	if r.conns[c.id] != c {
 		return
 	}
+	r.releaseLocked(c.userID)
 	for name := range c.subs {
 		r.unsubscribeLocked(c, name)
 	}
@@ -70,16 +131,20 @@ func (r *registry) remove(c *Conn) {
 	r.all.Store(nil)
 }
 
-// subscribe puts c on channel name. It reports whether c is still registered; a
-// connection that has left cannot subscribe again. Subscribing twice is a no-op.
-func (r *registry) subscribe(c *Conn, name string) bool {
+// subscribe puts c on channel name. It fails with ErrConnNotFound for a connection that
+// has left and with ErrTooManySubscriptions at the per-connection limit. Subscribing
+// twice is a no-op.
+func (r *registry) subscribe(c *Conn, name string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.conns[c.id] != c {
-		return false
+		return ErrConnNotFound
 	}
 	if _, ok := c.subs[name]; ok {
-		return true
+		return nil
+	}
+	if r.limits.subsPerConn > 0 && len(c.subs) >= r.limits.subsPerConn {
+		return ErrTooManySubscriptions
 	}
 	ch := r.channels[name]
 	if ch == nil {
@@ -93,7 +158,7 @@ func (r *registry) subscribe(c *Conn, name string) bool {
 	}
 	c.subs[name] = struct{}{}
 	r.subscriptions++
-	return true
+	return nil
 }
 
 // unsubscribe takes c off channel name; it is a no-op if c was not on it.

@@ -51,7 +51,7 @@ func TestOrderPerChannel(t *testing.T) {
 // half with a close handshake and half by dropping TCP: every map entry must go.
 func TestLeakAfterDisconnect(t *testing.T) {
 	const clients, channels = 1000, 100
-	h, url := startHub(t, &Options{Authenticate: userFromQuery})
+	h, url := startHub(t, &Options{Authenticate: userFromQuery, MessageRate: -1})
 	conns := make([]*client, clients)
 	for i := range conns {
 		conns[i] = dial(t, fmt.Sprintf("%s?user=u%d", url, i%100))

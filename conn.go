@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 )
 
 // Conn is one client connection of a Hub. Its methods are safe for concurrent use. A Conn
@@ -29,6 +30,10 @@ type Conn struct {
 	cancel context.CancelFunc
 
 	subs map[string]struct{} // reverse index of channels; guarded by hub.reg.mu
+
+	rate       *rate.Limiter // client messages; nil without a limit
+	strikes    *rate.Limiter // rate_limited replies before a policy close
+	invalidRun int           // invalid messages in a row; reader only
 
 	lastPong atomic.Int64 // unix nanoseconds of the last pong, or of the connect
 	closeBy  atomic.Int64 // unix nanoseconds by which the close must be done; 0 while open
@@ -180,10 +185,13 @@ func (c *Conn) readLoop(readCtx context.Context) error {
 			continue // draining until the peer answers our close
 		}
 		if typ != websocket.MessageText {
+			c.hub.stats.invalid.Add(1)
 			c.closeWith(websocket.StatusUnsupportedData, "binary frames are not supported")
 			continue
 		}
-		c.dispatch(b)
+		if c.allowMessage() {
+			c.dispatch(b)
+		}
 	}
 }
 
@@ -229,57 +237,6 @@ func closeStatus(err error) (websocket.StatusCode, string) {
 	default:
 		return websocket.StatusAbnormalClosure, "connection lost"
 	}
-}
-
-// dispatch validates one client frame and routes it.
-func (c *Conn) dispatch(b []byte) {
-	h := c.hub
-	m, perr := decodeClientMessage(b, h.lim)
-	if perr != nil {
-		c.replyError(perr, m.ID)
-		return
-	}
-	h.log.LogAttrs(c.ctx, slog.LevelDebug, "websocket_message",
-		slog.String("conn_id", c.id), slog.String("type", m.Type), slog.String("channel", m.Channel))
-	switch m.Type {
-	case typeSubscribe, typeUnsubscribe:
-		if m.Channel == "" {
-			c.replyError(&Error{Code: CodeInvalidChannel, Message: `missing "channel"`}, m.ID)
-			return
-		}
-		if m.Type == typeSubscribe {
-			h.subscribe(c, m.Channel, m.ID)
-		} else {
-			h.unsubscribe(c, m.Channel, m.ID)
-		}
-	case typePing:
-		_ = c.enqueue(encodeReply(typePong, "", m.ID))
-	case typePublish:
-		c.replyError(&Error{Code: CodeForbidden, Message: "clients may not publish on this server"}, m.ID)
-	case typeSubscribed, typeUnsubscribed, typePong, typeError:
-		c.replyError(&Error{Code: CodeUnknownType, Message: "type " + m.Type + " is sent by the server only"}, m.ID)
-	default:
-		fn := h.handler(m.Type)
-		if fn == nil {
-			c.replyError(&Error{Code: CodeUnknownType, Message: "no handler for type " + m.Type}, m.ID)
-			return
-		}
-		if err := h.safely(c, m.Type, func() error { return fn(c.ctx, c, m) }); err != nil {
-			var e *Error
-			if !errors.As(err, &e) {
-				e = &Error{Code: CodeInternal, Message: "internal error"}
-			}
-			c.replyError(e, m.ID)
-		}
-	}
-}
-
-// replyError sends an error reply and counts it.
-func (c *Conn) replyError(e *Error, id string) {
-	c.hub.stats.invalid.Add(1)
-	c.hub.log.LogAttrs(c.ctx, slog.LevelDebug, "websocket_error_reply",
-		slog.String("conn_id", c.id), slog.String("code", e.Code), slog.String("message", e.Message))
-	_ = c.enqueue(encodeError(e, id))
 }
 
 // canHijack reports whether w, or a ResponseWriter it unwraps to, can be hijacked.

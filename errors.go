@@ -29,6 +29,9 @@ var (
 	// ErrMessageTooLarge is returned when an encoded message is larger than a connection's
 	// send queue (Options.MaxQueueBytes) and so could never be delivered.
 	ErrMessageTooLarge = errors.New("wspub: message larger than the send queue")
+	// ErrTooManySubscriptions is returned by Hub.Subscribe when the connection is on
+	// Options.MaxSubscriptionsPerConn channels already.
+	ErrTooManySubscriptions = errors.New("wspub: too many subscriptions")
 	// ErrSlowConsumer is returned by Conn.Send when the message overflowed the connection's
 	// send queue and the connection was evicted.
 	ErrSlowConsumer = errors.New("wspub: slow consumer evicted")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -26,6 +25,7 @@ import (
 type Hub struct {
 	opts     Options
 	log      *slog.Logger
+	origins  originPolicy
 	lim      decodeLimits
 	idPrefix string
 	nextID   atomic.Uint64
@@ -49,6 +49,7 @@ type Hub struct {
 // goroutine. Call Shutdown or Close to stop it.
 func New(opts *Options) *Hub {
 	o := opts.withDefaults()
+	origins, badPatterns := newOriginPolicy(&o)
 	var prefix [6]byte
 	_, _ = rand.Read(prefix[:]) // crypto/rand.Read never fails on supported platforms
 	h := &Hub{
@@ -56,10 +57,17 @@ func New(opts *Options) *Hub {
 		log:      o.Logger,
 		lim:      decodeLimits{maxChannel: o.MaxChannelBytes, maxData: int(o.MaxMessageBytes)},
 		idPrefix: hex.EncodeToString(prefix[:]) + "-",
-		reg:      newRegistry(),
+		origins:  origins,
+		reg: newRegistry(registryLimits{
+			conns: o.MaxConns, connsPerUser: o.MaxConnsPerUser, subsPerConn: o.MaxSubscriptionsPerConn,
+		}),
 		handlers: make(map[string]Handler),
 		done:     make(chan struct{}),
 		drained:  make(chan struct{}),
+	}
+	for _, p := range badPatterns {
+		h.log.LogAttrs(context.Background(), slog.LevelError, "wspub_bad_origin_pattern",
+			slog.String("pattern", p), slog.String("effect", "matches no origin"))
 	}
 	h.wg.Add(1)
 	go h.heartbeat()
@@ -96,9 +104,11 @@ func (h *Hub) handler(typ string) Handler {
 }
 
 // ServeHTTP upgrades the request to a WebSocket connection and serves it until it ends.
-// Requests that cannot be upgraded get an HTTP error: 503 once Shutdown has started, 401
-// when Options.Authenticate fails, 403 for a foreign origin, 426 or 400 for a request that
-// is not a WebSocket handshake, 501 when the ResponseWriter cannot be hijacked.
+// Requests that cannot be upgraded get an HTTP error, in this order of checks: 503 once
+// Shutdown has started, 501 when the ResponseWriter cannot be hijacked, 403 for an origin
+// Options.OriginPatterns does not allow, 401 when Options.Authenticate fails, 503 at
+// Options.MaxConns, 429 at Options.MaxConnsPerUser, and 426 or 400 for a request that is
+// not a WebSocket handshake. Nothing is allocated for a refused request.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.enter() {
 		h.reject(w, r, http.StatusServiceUnavailable, "server shutting down")
@@ -110,6 +120,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"the ResponseWriter cannot be hijacked; mount the hub outside timeout and compression middleware")
 		return
 	}
+	if ok, origin := h.origins.allowed(r); !ok {
+		h.reject(w, r, http.StatusForbidden, "origin "+strconv.Quote(origin)+" not allowed")
+		return
+	}
 	var id Identity
 	if fn := h.opts.Authenticate; fn != nil {
 		var err error
@@ -118,8 +132,38 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	switch h.reg.reserve(id.UserID) {
+	case hubFull:
+		h.reject(w, r, http.StatusServiceUnavailable, "too many connections")
+		return
+	case userFull:
+		h.reject(w, r, http.StatusTooManyRequests, "too many connections for this user")
+		return
+	}
+	c := h.newConn(r, id)
+	defer c.cancel()
+	hw := &hijackWriter{ResponseWriter: w}
+	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
+		Subprotocols:       []string{Subprotocol},
+		InsecureSkipVerify: true, // the origin was checked above
+		OnPongReceived:     c.onPong,
+	})
+	if err != nil { // Accept has written the HTTP error
+		h.reg.release(id.UserID)
+		h.stats.rejected.Add(1)
+		h.log.LogAttrs(r.Context(), slog.LevelInfo, "websocket_rejected",
+			slog.String("remote_addr", r.RemoteAddr), slog.String("origin", c.origin),
+			slog.String("error", err.Error()))
+		return
+	}
+	c.ws, c.raw = ws, hw.conn
+	ws.SetReadLimit(h.opts.MaxMessageBytes)
+	h.serve(c, context.WithoutCancel(r.Context()))
+}
 
-	base := context.WithoutCancel(r.Context()) // the connection outlives the request
+// newConn builds the Conn of an upgrade request. Its context carries the request's values
+// but not its cancellation: the connection outlives the request.
+func (h *Hub) newConn(r *http.Request, id Identity) *Conn {
 	c := &Conn{
 		hub:         h,
 		id:          h.idPrefix + strconv.FormatUint(h.nextID.Add(1), 10),
@@ -131,27 +175,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		remoteAddr:  r.RemoteAddr,
 		connectedAt: time.Now(),
 	}
-	c.ctx, c.cancel = context.WithCancel(base)
-	defer c.cancel()
+	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(r.Context()))
 	c.write, c.writeFn = c.writeWS, c.writeLoop
 	c.lastPong.Store(c.connectedAt.UnixNano())
-
-	hw := &hijackWriter{ResponseWriter: w}
-	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
-		Subprotocols:   []string{Subprotocol},
-		OriginPatterns: h.opts.OriginPatterns,
-		OnPongReceived: c.onPong,
-	})
-	if err != nil { // Accept has written the HTTP error
-		h.stats.rejected.Add(1)
-		h.log.LogAttrs(r.Context(), slog.LevelInfo, "websocket_rejected",
-			slog.String("remote_addr", r.RemoteAddr), slog.String("origin", c.origin),
-			slog.String("error", err.Error()))
-		return
-	}
-	c.ws, c.raw = ws, hw.conn
-	ws.SetReadLimit(h.opts.MaxMessageBytes)
-	h.serve(c, base)
+	c.initLimits()
+	return c
 }
 
 // enter registers a ServeHTTP call unless shutdown has started.
@@ -195,6 +223,8 @@ func (h *Hub) serve(c *Conn, readCtx context.Context) {
 		c.closeWith(websocket.StatusGoingAway, "going away")
 	case h.opts.OnConnect != nil:
 		if err := h.safely(c, "OnConnect", func() error { return h.opts.OnConnect(c.ctx, c) }); err != nil {
+			h.log.LogAttrs(c.ctx, slog.LevelWarn, "websocket_handler_error",
+				slog.String("conn_id", c.id), slog.String("in", "OnConnect"), slog.String("error", err.Error()))
 			c.closeWith(websocket.StatusInternalError, "internal error")
 		}
 	}
@@ -211,12 +241,7 @@ func (h *Hub) safely(c *Conn, what string, fn func() error) (err error) {
 				slog.String("conn_id", c.id), slog.String("in", what), slog.Any("panic", p))
 		}
 	}()
-	err = fn()
-	if err != nil && !errors.As(err, new(*Error)) {
-		h.log.LogAttrs(context.Background(), slog.LevelWarn, "websocket_handler_error",
-			slog.String("conn_id", c.id), slog.String("in", what), slog.String("error", err.Error()))
-	}
-	return err
+	return fn()
 }
 
 // encode validates and encodes m, refusing messages that could never fit a send queue.
@@ -261,12 +286,17 @@ func (h *Hub) send(ctx context.Context, channel string, m Message, targets func(
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if h.isClosed() {
-		return ErrHubClosed
-	}
 	frame, err := h.encode(channel, m)
 	if err != nil {
 		return err
+	}
+	return h.fanout(frame, targets)
+}
+
+// fanout queues an encoded message for every target connection.
+func (h *Hub) fanout(frame []byte, targets func() []*Conn) error {
+	if h.isClosed() {
+		return ErrHubClosed
 	}
 	h.stats.published.Add(1)
 	for _, c := range targets() {
@@ -277,7 +307,9 @@ func (h *Hub) send(ctx context.Context, channel string, m Message, targets func(
 
 // Subscribe puts the connection with the given ID on channel, as if the client had
 // subscribed, and tells the client with a "subscribed" message without an id. Use it
-// from OnConnect for server-chosen channels such as "user:42". It is idempotent.
+// from OnConnect for server-chosen channels such as "user:42". Options.Authorize is not
+// asked; Options.MaxSubscriptionsPerConn applies (ErrTooManySubscriptions). It is
+// idempotent.
 func (h *Hub) Subscribe(connID, channel string) error {
 	c := h.reg.conn(connID)
 	if c == nil {
@@ -286,10 +318,7 @@ func (h *Hub) Subscribe(connID, channel string) error {
 	if !validName(channel, h.opts.MaxChannelBytes) {
 		return fmt.Errorf("%w: %q", ErrInvalidChannel, channel)
 	}
-	if !h.subscribe(c, channel, "") {
-		return ErrConnNotFound
-	}
-	return nil
+	return h.subscribe(c, channel, "")
 }
 
 // Unsubscribe takes the connection with the given ID off channel and tells the client
@@ -303,14 +332,14 @@ func (h *Hub) Unsubscribe(connID, channel string) error {
 	return nil
 }
 
-func (h *Hub) subscribe(c *Conn, channel, id string) bool {
-	if !h.reg.subscribe(c, channel) {
-		return false
+func (h *Hub) subscribe(c *Conn, channel, id string) error {
+	if err := h.reg.subscribe(c, channel); err != nil {
+		return err
 	}
 	h.log.LogAttrs(c.ctx, slog.LevelInfo, "websocket_subscribed",
 		slog.String("conn_id", c.id), slog.String("channel", channel))
 	_ = c.enqueue(encodeReply(typeSubscribed, channel, id))
-	return true
+	return nil
 }
 
 func (h *Hub) unsubscribe(c *Conn, channel, id string) {
@@ -335,6 +364,8 @@ func (h *Hub) Stats() Stats {
 		SlowEvictions: s.slowEvictions.Load(),
 		Reaped:        s.reaped.Load(),
 		Invalid:       s.invalid.Load(),
+		RateLimited:   s.rateLimited.Load(),
+		PolicyCloses:  s.policyCloses.Load(),
 		Panics:        s.panics.Load(),
 		Disconnects:   s.disconnects.Load(),
 	}

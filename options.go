@@ -50,10 +50,66 @@ type Options struct {
 	// for it. Default: nil, every connection is anonymous.
 	Authenticate func(r *http.Request) (Identity, error)
 
-	// OriginPatterns lists host patterns of cross-origin pages allowed to connect, matched
-	// as coder/websocket's AcceptOptions.OriginPatterns (path.Match, case-insensitive).
-	// The request's own host is always allowed. Default: nil, same origin only.
+	// OriginPatterns lists the cross-origin pages allowed to connect. A pattern is matched
+	// with path.Match, case-insensitively, against the Origin's host and port
+	// ("app.example.com", "*.example.com", "localhost:*"), or against scheme://host:port
+	// when it contains "://". "example.com" does not match "evilexample.com" nor
+	// "example.com:8443". A request from the hub's own host is always allowed, and so is a
+	// request without an Origin header (not from a browser: browsers always send one on a
+	// WebSocket handshake). Any other origin is refused with HTTP 403 before the upgrade.
+	// A malformed pattern matches nothing and is logged by New. Default: nil, same origin
+	// only.
 	OriginPatterns []string
+
+	// InsecureSkipOriginCheck accepts every origin. Any web page can then open a
+	// connection with the credentials (cookies) the user's browser holds for your site:
+	// use it only when authentication does not rely on cookies. Default: false.
+	InsecureSkipOriginCheck bool
+
+	// Authorize, if set, is asked before every subscription a client requests and every
+	// client publish (not only at connect). A nil error allows the action; an *Error is
+	// sent to the client as it is; any other error becomes a "forbidden" reply. Nothing
+	// is subscribed or published on an error. It runs on the connection's reader, without
+	// hub locks. Hub.Subscribe, called by the application, does not ask it. Default: nil,
+	// every subscription is allowed.
+	Authorize func(ctx context.Context, c *Conn, action Action, channel string) error
+
+	// AllowClientPublish lets clients publish with {"type":"publish","channel":...,
+	// "data":...}; each publish is also put to Authorize, if set. Subscribers receive it as
+	// {"type":"message","channel":...,"data":...}. Default: false, client publishes are
+	// refused with "forbidden".
+	AllowClientPublish bool
+
+	// MaxConns bounds the hub's connections; upgrade requests beyond it get HTTP 503.
+	// Default: 100 000. Negative: no limit.
+	MaxConns int
+
+	// MaxConnsPerUser bounds the connections of one authenticated user (Identity.UserID);
+	// beyond it upgrade requests get HTTP 429. Anonymous connections are not counted as a
+	// user. Default: 16. Negative: no limit.
+	MaxConnsPerUser int
+
+	// MaxSubscriptionsPerConn bounds the channels one connection may be on; a subscribe
+	// beyond it gets the error "too_many_subscriptions" (Hub.Subscribe returns
+	// ErrTooManySubscriptions). Default: 256. Negative: no limit.
+	MaxSubscriptionsPerConn int
+
+	// MessageRate is how many messages per second one client may send, with bursts of up
+	// to MessageBurst; a message over the rate gets a "rate_limited" reply and is not
+	// processed. Default: 20 per second, bursts of 50. Negative MessageRate: no limit.
+	MessageRate  float64
+	MessageBurst int
+
+	// MaxRateLimited is how many "rate_limited" replies a client may earn in a burst
+	// (refilled at one per second) before the connection is closed with 1008 (policy
+	// violation). Default: 20.
+	MaxRateLimited int
+
+	// MaxInvalidMessages is how many invalid messages in a row (error replies
+	// invalid_message, invalid_channel or unknown_type) a client may send before the
+	// connection is closed with 1008 (policy violation). A valid message resets the
+	// count. Default: 20. Negative: no limit.
+	MaxInvalidMessages int
 
 	// OnConnect runs after a connection is registered and before its first message is
 	// read; use it to put the connection on server-side channels (Hub.Subscribe). A
@@ -108,6 +164,13 @@ type Options struct {
 
 // Defaults applied by New.
 const (
+	defaultMaxConns                = 100_000
+	defaultMaxConnsPerUser         = 16
+	defaultMaxSubscriptionsPerConn = 256
+	defaultMessageRate             = 20
+	defaultMessageBurst            = 50
+	defaultMaxRateLimited          = 20
+	defaultMaxInvalidMessages      = 20
 	defaultMaxMessageBytes = 32 << 10
 	defaultMaxChannelBytes = 200
 	defaultMaxQueueBytes   = 1 << 20
@@ -127,6 +190,15 @@ func (opts *Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	setLimit(&o.MaxConns, defaultMaxConns)
+	setLimit(&o.MaxConnsPerUser, defaultMaxConnsPerUser)
+	setLimit(&o.MaxSubscriptionsPerConn, defaultMaxSubscriptionsPerConn)
+	setLimit(&o.MaxInvalidMessages, defaultMaxInvalidMessages)
+	if o.MessageRate == 0 {
+		o.MessageRate = defaultMessageRate // negative stays: no limit
+	}
+	setDefault(&o.MessageBurst, defaultMessageBurst)
+	setDefault(&o.MaxRateLimited, defaultMaxRateLimited)
 	setDefault(&o.MaxMessageBytes, defaultMaxMessageBytes)
 	setDefault(&o.MaxChannelBytes, defaultMaxChannelBytes)
 	setDefault(&o.MaxQueueBytes, defaultMaxQueueBytes)
@@ -144,8 +216,19 @@ func (opts *Options) withDefaults() Options {
 	return o
 }
 
-func setDefault[T int | int64 | time.Duration](v *T, def T) {
+func setDefault[T int | int64 | float64 | time.Duration](v *T, def T) {
 	if *v <= 0 {
 		*v = def
+	}
+}
+
+// setLimit applies a limit's default to 0 and turns a negative value into "no limit" (0
+// after New).
+func setLimit(v *int, def int) {
+	switch {
+	case *v == 0:
+		*v = def
+	case *v < 0:
+		*v = 0
 	}
 }

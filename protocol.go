@@ -19,6 +19,7 @@ const (
 	typePing         = "ping"
 	typePublish      = "publish"
 	typeSubscribed   = "subscribed"
+	typePublished    = "published"
 	typeUnsubscribed = "unsubscribed"
 	typePong         = "pong"
 	typeError        = "error"
@@ -56,7 +57,7 @@ type ClientMessage struct {
 func isReserved(typ string) bool {
 	switch typ {
 	case typeSubscribe, typeUnsubscribe, typePing, typePublish,
-		typeSubscribed, typeUnsubscribed, typePong, typeError:
+		typeSubscribed, typeUnsubscribed, typePublished, typePong, typeError:
 		return true
 	}
 	return false
@@ -103,8 +104,13 @@ func encodeMessage(channel string, m Message) ([]byte, error) {
 	if err := validateType(m.Type); err != nil {
 		return nil, err
 	}
+	return encodeEnvelope(m.Type, channel, m.Data)
+}
+
+// encodeEnvelope encodes a message of any type, reserved ones included.
+func encodeEnvelope(typ, channel string, d any) ([]byte, error) {
 	var data []byte
-	switch d := m.Data.(type) {
+	switch d := d.(type) {
 	case nil:
 	case json.RawMessage:
 		if !json.Valid(d) {
@@ -128,9 +134,9 @@ func encodeMessage(channel string, m Message) ([]byte, error) {
 	if !utf8.Valid(data) { // json.Valid does not check it, and a RawMessage passes through
 		return nil, fmt.Errorf("%w: not valid UTF-8", ErrInvalidData)
 	}
-	b := make([]byte, 0, len(m.Type)+len(channel)+len(data)+32)
+	b := make([]byte, 0, len(typ)+len(channel)+len(data)+32)
 	b = append(b, `{"type":`...)
-	b = appendJSONString(b, m.Type)
+	b = appendJSONString(b, typ)
 	if channel != "" {
 		b = append(b, `,"channel":`...)
 		b = appendJSONString(b, channel)

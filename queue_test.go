@@ -253,6 +253,7 @@ func newTestConn(h *Hub, write func([]byte) error) *Conn {
 	c := &Conn{hub: h, id: h.idPrefix + strconv.FormatUint(h.nextID.Add(1), 10), raw: a, write: write}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.writeFn = c.writeLoop
+	h.reg.reserve("")
 	h.reg.add(c)
 	return c
 }

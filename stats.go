@@ -19,6 +19,8 @@ type Stats struct {
 	SlowEvictions uint64 // connections closed because their send queue overflowed or a write timed out
 	Reaped        uint64 // connections closed by the heartbeat for missing pongs
 	Invalid       uint64 // client messages answered with an error reply
+	RateLimited   uint64 // client messages refused by the rate limit (Options.MessageRate)
+	PolicyCloses  uint64 // connections closed with 1008 for invalid messages or rate abuse
 	Panics        uint64 // handler and hook panics recovered
 	Disconnects   uint64 // connections that have ended, for any reason
 }
@@ -26,5 +28,5 @@ type Stats struct {
 // counters are the hub's atomic counters behind Stats.
 type counters struct {
 	accepted, rejected, published, delivered, frames, dropped,
-	slowEvictions, reaped, invalid, panics, disconnects atomic.Uint64
+	slowEvictions, reaped, invalid, rateLimited, policyCloses, panics, disconnects atomic.Uint64
 }

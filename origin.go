@@ -1,0 +1,57 @@
+package wspub
+
+import (
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+)
+
+// originPolicy decides which cross-origin pages may connect (Options.OriginPatterns).
+type originPolicy struct {
+	allowAll bool
+	patterns []string // lower-cased, well-formed
+}
+
+// newOriginPolicy checks and lower-cases the patterns, returning those that are
+// malformed separately so that New can log them.
+func newOriginPolicy(o *Options) (originPolicy, []string) {
+	p := originPolicy{allowAll: o.InsecureSkipOriginCheck}
+	var bad []string
+	for _, pat := range o.OriginPatterns {
+		pat = strings.ToLower(pat)
+		if _, err := path.Match(pat, ""); err != nil {
+			bad = append(bad, pat)
+			continue
+		}
+		p.patterns = append(p.patterns, pat)
+	}
+	return p, bad
+}
+
+// allowed reports whether the request's Origin may connect, and the origin it checked.
+func (p *originPolicy) allowed(r *http.Request) (bool, string) {
+	origin := r.Header.Get("Origin")
+	if origin == "" || p.allowAll {
+		return true, origin
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false, origin
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true, origin
+	}
+	host := strings.ToLower(u.Host)
+	full := strings.ToLower(u.Scheme) + "://" + host
+	for _, pat := range p.patterns {
+		target := host
+		if strings.Contains(pat, "://") {
+			target = full
+		}
+		if ok, _ := path.Match(pat, target); ok {
+			return true, origin
+		}
+	}
+	return false, origin
+}
