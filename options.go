@@ -171,14 +171,14 @@ const (
 	defaultMessageBurst            = 50
 	defaultMaxRateLimited          = 20
 	defaultMaxInvalidMessages      = 20
-	defaultMaxMessageBytes = 32 << 10
-	defaultMaxChannelBytes = 200
-	defaultMaxQueueBytes   = 1 << 20
-	defaultMaxBatch        = 16
-	defaultWriteTimeout    = 10 * time.Second
-	defaultPingInterval    = 25 * time.Second
-	defaultPongTimeout     = 10 * time.Second
-	defaultCloseTimeout    = 5 * time.Second
+	defaultMaxMessageBytes         = 32 << 10
+	defaultMaxChannelBytes         = 200
+	defaultMaxQueueBytes           = 1 << 20
+	defaultMaxBatch                = 16
+	defaultWriteTimeout            = 10 * time.Second
+	defaultPingInterval            = 25 * time.Second
+	defaultPongTimeout             = 10 * time.Second
+	defaultCloseTimeout            = 5 * time.Second
 )
 
 // withDefaults returns a copy of opts with every unset field at its default.
