@@ -103,9 +103,9 @@ func TestLeakAfterDisconnect(t *testing.T) {
 	assert.Empty(t, h.reg.users)
 }
 
-// TestConcurrentChurn races subscribe, unsubscribe, disconnect and Publish; -race and
+// TestRow14ConcurrentChurn races subscribe, unsubscribe, disconnect and Publish; -race and
 // goleak are the judges, and the gauges must return to zero.
-func TestConcurrentChurn(t *testing.T) {
+func TestRow14ConcurrentChurn(t *testing.T) {
 	h, url := startHub(t, nil)
 	ctx := context.Background()
 	stop := make(chan struct{})

@@ -12,9 +12,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestInvalidMessagesKeepConnection: every recoverable bad input gets an error reply with
+// TestRow07BadInput: every recoverable bad input gets an error reply with
 // a stable code, the id echoed where one could be read, and the connection stays.
-func TestInvalidMessagesKeepConnection(t *testing.T) {
+func TestRow07BadInput(t *testing.T) {
 	h, url := startHub(t, &Options{MaxMessageBytes: 4096})
 	other := dial(t, url)
 	other.subscribe("news")
@@ -56,9 +56,9 @@ func TestInvalidMessagesKeepConnection(t *testing.T) {
 	assert.Equal(t, 2, h.Stats().Connections)
 }
 
-// TestReadLimitCloses1009: a frame over MaxMessageBytes closes the connection with 1009
+// TestRow06OversizedFrame: a frame over MaxMessageBytes closes the connection with 1009
 // and cleans up its state (RELIABILITY.md row 6).
-func TestReadLimitCloses1009(t *testing.T) {
+func TestRow06OversizedFrame(t *testing.T) {
 	h, url := startHub(t, &Options{MaxMessageBytes: 1024})
 	c := dial(t, url)
 	c.subscribe("x")
@@ -72,8 +72,8 @@ func TestReadLimitCloses1009(t *testing.T) {
 	assert.Equal(t, CodeUnknownType, ok.expect("error").Code)
 }
 
-// TestBinaryFrameCloses1003: the protocol is text only.
-func TestBinaryFrameCloses1003(t *testing.T) {
+// TestRow07BinaryFrame: the protocol is text only.
+func TestRow07BinaryFrame(t *testing.T) {
 	h, url := startHub(t, nil)
 	c := dial(t, url)
 	require.NoError(t, c.ws.Write(c.ctx, websocket.MessageBinary, []byte(`{"type":"ping"}`)))
@@ -119,9 +119,9 @@ func TestHandlers(t *testing.T) {
 	assert.Equal(t, CodeUnknownType, c.expect("error").Code)
 }
 
-// TestHandlerPanicRecovered: a panicking handler costs the client one `internal` reply;
+// TestRow21HandlerPanic: a panicking handler costs the client one `internal` reply;
 // the connection, the hub and the other clients carry on (RELIABILITY.md row 21).
-func TestHandlerPanicRecovered(t *testing.T) {
+func TestRow21HandlerPanic(t *testing.T) {
 	logger, logs := newLogger()
 	h, url := startHub(t, &Options{Logger: logger})
 	require.NoError(t, h.Handle("boom", func(context.Context, *Conn, ClientMessage) error {

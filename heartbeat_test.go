@@ -10,10 +10,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestHeartbeatReapsDeadPeer: a client that stops reading (so never answers a ping)
+// TestRow13DeadPeer: a client that stops reading (so never answers a ping)
 // while its TCP connection stays open is reaped within PingInterval + PongTimeout, and
 // leaves its channels; a client that reads stays (RELIABILITY.md row 13).
-func TestHeartbeatReapsDeadPeer(t *testing.T) {
+func TestRow13DeadPeer(t *testing.T) {
 	logger, logs := newLogger()
 	h, url := startHub(t, &Options{Logger: logger, PingInterval: 200 * time.Millisecond, PongTimeout: 100 * time.Millisecond})
 	alive, dead := dial(t, url), dial(t, url)
@@ -53,9 +53,9 @@ func TestHeartbeatReapsDeadPeer(t *testing.T) {
 	}
 }
 
-// TestIdentityExpiry: an identity whose expiry passes is closed with 1008 within one
+// TestRow22ExpiredIdentity: an identity whose expiry passes is closed with 1008 within one
 // heartbeat (RELIABILITY.md row 22).
-func TestIdentityExpiry(t *testing.T) {
+func TestRow22ExpiredIdentity(t *testing.T) {
 	expires := time.Now().Add(300 * time.Millisecond)
 	h, url := startHub(t, &Options{
 		PingInterval: 100 * time.Millisecond, PongTimeout: 50 * time.Millisecond,

@@ -13,9 +13,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestShutdownGraceful: with 1000 clients, Shutdown sends each close 1001, answers new
+// TestRow19GracefulShutdown: with 1000 clients, Shutdown sends each close 1001, answers new
 // upgrades with 503, and returns once every goroutine has exited (RELIABILITY.md row 19).
-func TestShutdownGraceful(t *testing.T) {
+func TestRow19GracefulShutdown(t *testing.T) {
 	const n = 1000
 	h, url := startHub(t, nil)
 	clients := make([]*client, n)
@@ -78,9 +78,9 @@ func TestShutdownDeadline(t *testing.T) {
 	_ = mute
 }
 
-// TestCloseHandshakeTimeout: a peer that never answers a close frame is cut off after
+// TestRow20CloseHang: a peer that never answers a close frame is cut off after
 // CloseTimeout (RELIABILITY.md row 20).
-func TestCloseHandshakeTimeout(t *testing.T) {
+func TestRow20CloseHang(t *testing.T) {
 	h, url := startHub(t, &Options{CloseTimeout: 200 * time.Millisecond})
 	require.NoError(t, h.Handle("leave", func(_ context.Context, c *Conn, _ ClientMessage) error {
 		return c.Close(websocket.StatusNormalClosure, "bye")

@@ -1,0 +1,568 @@
+package wspub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// dialStatus dials with an Origin header and extra subprotocols and returns the HTTP
+// status of the handshake (101 on success; the connection is closed at cleanup).
+func dialStatus(t *testing.T, url string, header http.Header, protocols ...string) (int, *websocket.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{
+		HTTPHeader:   header,
+		Subprotocols: append([]string{Subprotocol}, protocols...),
+	})
+	if err == nil {
+		t.Cleanup(func() { _ = ws.CloseNow() })
+	}
+	if resp == nil {
+		require.NoError(t, err)
+	}
+	return resp.StatusCode, ws
+}
+
+func originHeader(origin string) http.Header {
+	if origin == "" {
+		return nil
+	}
+	return http.Header{"Origin": {origin}}
+}
+
+// TestRow01ForeignOrigin: a page of another origin is refused with 403 before the
+// upgrade, and the refusal is logged with the origin.
+func TestRow01ForeignOrigin(t *testing.T) {
+	logger, logs := newLogger()
+	h, url := startHub(t, &Options{Logger: logger})
+	status, _ := dialStatus(t, url, originHeader("https://evil.example"))
+	assert.Equal(t, http.StatusForbidden, status)
+	assert.Equal(t, 0, h.Stats().Connections)
+	rejected := logs.events("websocket_rejected")
+	require.Len(t, rejected, 1)
+	assert.Equal(t, "https://evil.example", rejected[0]["origin"])
+	assert.Equal(t, int64(http.StatusForbidden), rejected[0]["status"])
+
+	own := "http://" + strings.TrimPrefix(url, "ws://")
+	status, _ = dialStatus(t, url, originHeader(own))
+	assert.Equal(t, http.StatusSwitchingProtocols, status, "same origin")
+	status, _ = dialStatus(t, url, nil)
+	assert.Equal(t, http.StatusSwitchingProtocols, status, "no Origin: not a browser")
+}
+
+// TestRow02OriginPatternBypass: the traps of origin patterns.
+func TestRow02OriginPatternBypass(t *testing.T) {
+	tests := []struct {
+		patterns []string
+		origin   string
+		allowed  bool
+	}{
+		{[]string{"example.com"}, "https://example.com", true},
+		{[]string{"example.com"}, "https://EXAMPLE.com", true},
+		{[]string{"example.com"}, "https://evilexample.com", false},
+		{[]string{"example.com"}, "https://example.com:8443", false},
+		{[]string{"example.com"}, "https://example.com.evil.io", false},
+		{[]string{"example.com"}, "https://sub.example.com", false},
+		{[]string{"example.com"}, "null", false},
+		{[]string{"example.com"}, "example.com", false}, // no scheme: no host
+		{[]string{"*.example.com"}, "https://a.example.com", true},
+		{[]string{"*.example.com"}, "https://example.com", false},
+		{[]string{"*.example.com"}, "https://a.example.com.evil.io", false},
+		{[]string{"*.example.com"}, "https://evil.io/.example.com", false},
+		{[]string{"localhost:*"}, "http://localhost:3000", true},
+		{[]string{"https://app.example.com"}, "https://app.example.com", true},
+		{[]string{"https://app.example.com"}, "http://app.example.com", false},
+		{[]string{"[", "example.com"}, "https://example.com", true}, // a bad pattern matches nothing
+		{[]string{"["}, "https://[", false},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%v/%s", tt.patterns, tt.origin), func(t *testing.T) {
+			_, url := startHub(t, &Options{OriginPatterns: tt.patterns})
+			status, _ := dialStatus(t, url, originHeader(tt.origin))
+			if tt.allowed {
+				assert.Equal(t, http.StatusSwitchingProtocols, status)
+			} else {
+				assert.Equal(t, http.StatusForbidden, status)
+			}
+		})
+	}
+	t.Run("bad pattern is logged", func(t *testing.T) {
+		logger, logs := newLogger()
+		startHub(t, &Options{Logger: logger, OriginPatterns: []string{"[a-"}})
+		assert.Len(t, logs.events("wspub_bad_origin_pattern"), 1)
+	})
+	t.Run("InsecureSkipOriginCheck", func(t *testing.T) {
+		_, url := startHub(t, &Options{InsecureSkipOriginCheck: true})
+		status, _ := dialStatus(t, url, originHeader("https://evil.example"))
+		assert.Equal(t, http.StatusSwitchingProtocols, status)
+	})
+}
+
+// TestRow03NoCredentials: a failed Authenticate is a 401 before the upgrade, and nothing
+// is allocated for the request: no connection, no slot, no goroutine left.
+func TestRow03NoCredentials(t *testing.T) {
+	h, url := startHub(t, &Options{Authenticate: userFromQuery})
+	for range 20 {
+		status, _ := dialStatus(t, url, nil)
+		require.Equal(t, http.StatusUnauthorized, status)
+	}
+	st := h.Stats()
+	assert.Equal(t, 0, st.Connections)
+	assert.Zero(t, st.Accepted)
+	assert.Equal(t, uint64(20), st.Rejected)
+	h.reg.mu.RLock()
+	assert.Zero(t, h.reg.slots)
+	assert.Empty(t, h.reg.userSlots)
+	h.reg.mu.RUnlock()
+}
+
+// TestRow04TokenInSubprotocol: a browser passes its token as the subprotocol
+// "bearer.<token>" beside wspub.v1; only wspub.v1 is echoed.
+func TestRow04TokenInSubprotocol(t *testing.T) {
+	const token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
+	h, url := startHub(t, &Options{Authenticate: func(r *http.Request) (Identity, error) {
+		switch tok := SubprotocolToken(r); tok {
+		case token:
+			return Identity{UserID: "alice"}, nil
+		case "":
+			if BearerToken(r) == token || QueryToken(r, "access_token") == token {
+				return Identity{UserID: "bob"}, nil
+			}
+		}
+		return Identity{}, errors.New("bad token")
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{
+		Subprotocols: []string{Subprotocol, SubprotocolTokenPrefix + token},
+	})
+	require.NoError(t, err)
+	defer ws.CloseNow()
+	assert.Equal(t, Subprotocol, ws.Subprotocol())
+	assert.Equal(t, Subprotocol, resp.Header.Get("Sec-WebSocket-Protocol"), "the token is not echoed")
+	eventually(t, func() bool { return len(h.reg.userConns("alice")) == 1 })
+
+	status, _ := dialStatus(t, url, nil, SubprotocolTokenPrefix+"forged")
+	assert.Equal(t, http.StatusUnauthorized, status)
+	status, _ = dialStatus(t, url, http.Header{"Authorization": {"Bearer " + token}})
+	assert.Equal(t, http.StatusSwitchingProtocols, status)
+	status, _ = dialStatus(t, url+"?access_token="+token, nil)
+	assert.Equal(t, http.StatusSwitchingProtocols, status)
+	eventually(t, func() bool { return len(h.reg.userConns("bob")) == 2 })
+}
+
+func TestTokenHelpers(t *testing.T) {
+	r := httptest.NewRequest(http.MethodGet, "/ws?t=q1", nil)
+	assert.Empty(t, BearerToken(r))
+	assert.Empty(t, SubprotocolToken(r))
+	assert.Equal(t, "q1", QueryToken(r, "t"))
+	r.Header.Set("Authorization", "bearer  abc ")
+	assert.Equal(t, "abc", BearerToken(r))
+	r.Header.Set("Authorization", "Basic abc")
+	assert.Empty(t, BearerToken(r))
+	r.Header.Set("Authorization", "Bearer")
+	assert.Empty(t, BearerToken(r))
+	r.Header.Add("Sec-WebSocket-Protocol", "wspub.v1")
+	r.Header.Add("Sec-WebSocket-Protocol", "x, bearer.tok.en , bearer.second")
+	assert.Equal(t, "tok.en", SubprotocolToken(r))
+	assert.Equal(t, "subscribe", ActionSubscribe.String())
+	assert.Equal(t, "publish", ActionPublish.String())
+}
+
+// onlyOwnChannels is a test Authorize hook: a user may subscribe to "user:<id>" and
+// "public:*", and publish to "chat:*" only.
+func onlyOwnChannels(_ context.Context, c *Conn, action Action, channel string) error {
+	switch {
+	case action == ActionSubscribe && (channel == "user:"+c.UserID() || strings.HasPrefix(channel, "public:") || strings.HasPrefix(channel, "chat:")):
+		return nil
+	case action == ActionPublish && strings.HasPrefix(channel, "chat:"):
+		return nil
+	case channel == "quota:exceeded":
+		return &Error{Code: "quota_exceeded", Message: "upgrade your plan"}
+	case channel == "panic":
+		panic("authorizer bug")
+	}
+	return errors.New("not yours")
+}
+
+// TestRow05ForbiddenChannel: Authorize is asked on every subscribe; a refusal is a
+// "forbidden" reply, nothing is subscribed and nothing is delivered. It fails closed.
+func TestRow05ForbiddenChannel(t *testing.T) {
+	logger, logs := newLogger()
+	h, url := startHub(t, &Options{Logger: logger, Authenticate: userFromQuery, Authorize: onlyOwnChannels})
+	c := dial(t, url+"?user=alice")
+	c.send(`{"type":"subscribe","channel":"user:bob","id":"1"}`)
+	e := c.expect("error")
+	assert.Equal(t, CodeForbidden, e.Code)
+	assert.Equal(t, "1", e.ID)
+	assert.NotContains(t, e.Message, "not yours", "the hook's error text is not sent")
+	c.send(`{"type":"subscribe","channel":"quota:exceeded","id":"2"}`)
+	assert.Equal(t, envelope{Type: "error", Code: "quota_exceeded", Message: "upgrade your plan", ID: "2"}, c.next())
+	c.send(`{"type":"subscribe","channel":"panic","id":"3"}`)
+	assert.Equal(t, CodeForbidden, c.expect("error").Code, "a panicking Authorize refuses")
+	c.subscribe("user:alice")
+
+	require.NoError(t, h.Publish(context.Background(), "user:bob", Message{Type: "secret"}))
+	require.NoError(t, h.Publish(context.Background(), "user:alice", Message{Type: "mine"}))
+	c.expect("mine")
+	assert.Equal(t, 1, h.Stats().Subscriptions)
+	assert.Equal(t, uint64(1), h.Stats().Panics)
+	assert.Len(t, logs.events("websocket_forbidden"), 3)
+	require.NoError(t, h.Subscribe(h.reg.userConns("alice")[0].ID(), "user:bob"), "the server may subscribe anyone")
+}
+
+// TestClientPublish: client publish is off by default; when allowed it goes through
+// Authorize and the normal fan-out, and is acknowledged.
+func TestClientPublish(t *testing.T) {
+	h, url := startHub(t, &Options{Authenticate: userFromQuery, Authorize: onlyOwnChannels, AllowClientPublish: true})
+	alice, bob := dial(t, url+"?user=alice"), dial(t, url+"?user=bob")
+	bob.subscribe("chat:1")
+	alice.subscribe("chat:1")
+	alice.send(`{"type":"publish","channel":"chat:1","data":{"text":"hi"},"id":"p1"}`)
+	delivered := envelope{Type: "publish", Channel: "chat:1", Data: json.RawMessage(`{"text":"hi"}`)}
+	assert.Equal(t, delivered, bob.next())
+	assert.Equal(t, delivered, alice.next(), "the publisher is a subscriber too")
+	assert.Equal(t, envelope{Type: "published", Channel: "chat:1", ID: "p1"}, alice.next(), "acknowledged after the fan-out")
+	alice.send(`{"type":"publish","channel":"public:news","data":1,"id":"p2"}`)
+	assert.Equal(t, CodeForbidden, alice.expect("error").Code)
+	alice.send(`{"type":"publish","channel":"chat:1","id":"p3"}`) // no data is fine
+	alice.roundTrip("x")
+	assert.Equal(t, uint64(2), h.Stats().Published)
+}
+
+// TestRow08GarbageFlood: 10 000 invalid frames on one connection: error replies, then
+// close 1008 at the threshold; other clients are unaffected.
+func TestRow08GarbageFlood(t *testing.T) {
+	h, url := startHub(t, &Options{MessageRate: -1, MaxInvalidMessages: 50})
+	bystander := dial(t, url)
+	bystander.subscribe("news")
+	c := dial(t, url)
+	sent := 0
+	var err error
+	for ; sent < 10000; sent++ {
+		if err = c.ws.Write(c.ctx, websocket.MessageText, []byte(`{"type":`)); err != nil {
+			break
+		}
+	}
+	replies := 0
+	for {
+		e, rerr := c.nextRaw()
+		if rerr != nil {
+			assert.Equal(t, websocket.StatusPolicyViolation, websocket.CloseStatus(rerr), "%v", rerr)
+			assert.Contains(t, rerr.Error(), "too many invalid messages")
+			break
+		}
+		assert.Equal(t, CodeInvalidMessage, decodeEnvelope(t, e).Code)
+		replies++
+	}
+	t.Logf("sent %d frames before the write failed (%v); got %d error replies", sent, err, replies)
+	assert.Equal(t, 50, replies)
+	eventually(t, func() bool { return h.Stats().Connections == 1 })
+	assert.Equal(t, uint64(1), h.Stats().PolicyCloses)
+	require.NoError(t, h.Publish(context.Background(), "news", Message{Type: "n"}))
+	bystander.expect("n")
+
+	v := dial(t, url) // a valid message resets the count
+	for i := range 200 {
+		if i%40 == 39 {
+			v.roundTrip(fmt.Sprint(i))
+			continue
+		}
+		v.send(`[]`)
+		assert.Equal(t, CodeInvalidMessage, v.expect("error").Code)
+	}
+}
+
+// TestRow09MessageFlood: a client sending 10x its rate gets rate_limited replies, then
+// close 1008.
+func TestRow09MessageFlood(t *testing.T) {
+	logger, logs := newLogger()
+	h, url := startHub(t, &Options{Logger: logger, MessageRate: 10, MessageBurst: 10, MaxRateLimited: 5})
+	c := dial(t, url)
+	for i := range 100 { // 10x the rate of 10/s, within a second
+		if c.ws.Write(c.ctx, websocket.MessageText, fmt.Appendf(nil, `{"type":"ping","id":"%d"}`, i)) != nil {
+			break
+		}
+	}
+	pongs, limited := 0, 0
+	var err error
+	for {
+		var b []byte
+		if b, err = c.nextRaw(); err != nil {
+			break
+		}
+		switch e := decodeEnvelope(t, b); e.Type {
+		case "pong":
+			pongs++
+		case "error":
+			assert.Equal(t, CodeRateLimited, e.Code)
+			limited++
+		}
+	}
+	assert.Equal(t, websocket.StatusPolicyViolation, websocket.CloseStatus(err), "%v", err)
+	assert.Contains(t, err.Error(), "rate limit exceeded")
+	t.Logf("%d pongs, %d rate_limited replies before close 1008", pongs, limited)
+	assert.GreaterOrEqual(t, pongs, 10)
+	assert.Less(t, pongs, 20)
+	assert.GreaterOrEqual(t, limited, 5)
+	assert.Less(t, limited, 10)
+	st := h.Stats()
+	assert.GreaterOrEqual(t, st.RateLimited, uint64(limited+1))
+	assert.Equal(t, uint64(1), st.PolicyCloses)
+	assert.Len(t, logs.events("websocket_policy_violation"), 1)
+}
+
+// TestRow10TooManyConnections: MaxConnsPerUser + 1 connections of one user are refused
+// with 429, also when they race; anonymous connections are not one user; MaxConns
+// refuses with 503.
+func TestRow10TooManyConnections(t *testing.T) {
+	h, url := startHub(t, &Options{Authenticate: func(r *http.Request) (Identity, error) {
+		return Identity{UserID: r.URL.Query().Get("user")}, nil // "" is anonymous
+	}, MaxConnsPerUser: 5, MaxConns: 40})
+
+	statuses := make(chan int, 30)
+	var wg sync.WaitGroup
+	for range 30 { // concurrent handshakes of one user
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, _ := dialStatus(t, url+"?user=carol", nil)
+			statuses <- status
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	count := map[int]int{}
+	for s := range statuses {
+		count[s]++
+	}
+	assert.Equal(t, map[int]int{http.StatusSwitchingProtocols: 5, http.StatusTooManyRequests: 25}, count)
+
+	for range 20 { // anonymous connections are not lumped together
+		status, _ := dialStatus(t, url, nil)
+		require.Equal(t, http.StatusSwitchingProtocols, status)
+	}
+	for i := range 15 {
+		status, _ := dialStatus(t, fmt.Sprintf("%s?user=u%d", url, i), nil)
+		if i < 15 { // 5 + 20 + 15 = 40 = MaxConns
+			require.Equal(t, http.StatusSwitchingProtocols, status)
+		}
+	}
+	status, _ := dialStatus(t, url+"?user=late", nil)
+	assert.Equal(t, http.StatusServiceUnavailable, status)
+	eventually(t, func() bool { return h.Stats().Connections == 40 })
+	assert.Equal(t, uint64(26), h.Stats().Rejected)
+}
+
+// TestRow11TooManySubscriptions: the subscription beyond MaxSubscriptionsPerConn is
+// refused with too_many_subscriptions; the others keep working.
+func TestRow11TooManySubscriptions(t *testing.T) {
+	h, url := startHub(t, &Options{MaxSubscriptionsPerConn: 3})
+	c := dial(t, url)
+	for i := range 3 {
+		c.subscribe(fmt.Sprint("c", i))
+	}
+	c.send(`{"type":"subscribe","channel":"c3","id":"4"}`)
+	e := c.expect("error")
+	assert.Equal(t, CodeTooManySubscriptions, e.Code)
+	assert.Equal(t, "4", e.ID)
+	c.subscribe("c0") // already on it: still fine
+	conn := h.reg.allConns()[0]
+	assert.ErrorIs(t, h.Subscribe(conn.ID(), "c9"), ErrTooManySubscriptions)
+	c.send(`{"type":"unsubscribe","channel":"c1"}`)
+	c.expect("unsubscribed")
+	c.subscribe("c3")
+	assert.Equal(t, 3, h.Stats().Subscriptions)
+}
+
+// TestRow15LeakCheck: 10 000 connect/subscribe/disconnect cycles leave goroutines,
+// channels and per-user maps at their baseline.
+func TestRow15LeakCheck(t *testing.T) {
+	h, url := startHub(t, &Options{Authenticate: userFromQuery})
+	baseline := runtime.NumGoroutine()
+	const workers, cycles = 8, 10000
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= cycles {
+				i := next.Load()
+				ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+				ws, _, err := websocket.Dial(ctx, fmt.Sprintf("%s?user=u%d", url, w), nil)
+				if !assert.NoError(t, err) {
+					cancel()
+					return
+				}
+				_ = ws.Write(ctx, websocket.MessageText, fmt.Appendf(nil, `{"type":"subscribe","channel":"room:%d"}`, i%50))
+				if i%2 == 0 {
+					_, _, _ = ws.Read(ctx) // the ack
+					_ = ws.Close(websocket.StatusNormalClosure, "")
+				} else {
+					_ = ws.CloseNow()
+				}
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	eventually(t, func() bool { return h.Stats().Connections == 0 })
+	st := h.Stats()
+	assert.Equal(t, 0, st.Channels)
+	assert.Equal(t, 0, st.Subscriptions)
+	assert.Equal(t, 0, st.Users)
+	assert.Equal(t, uint64(cycles), st.Accepted)
+	h.reg.mu.RLock()
+	assert.Empty(t, h.reg.channels)
+	assert.Empty(t, h.reg.conns)
+	assert.Empty(t, h.reg.users)
+	assert.Empty(t, h.reg.userSlots)
+	assert.Zero(t, h.reg.slots)
+	h.reg.mu.RUnlock()
+	// Polled here rather than with require.Eventually, whose own goroutine would count.
+	for deadline := time.Now().Add(10 * time.Second); runtime.NumGoroutine() > baseline; {
+		require.True(t, time.Now().Before(deadline), "goroutines: %d, baseline %d", runtime.NumGoroutine(), baseline)
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestHostileClient: one connection sends 10 000 random garbage frames — text and
+// binary, valid and invalid JSON, oversized — reconnecting whenever the hub closes it,
+// while 50 clients receive a published stream: the 50 lose nothing, the hub stays up,
+// and Stats and logs show what happened.
+func TestHostileClient(t *testing.T) {
+	logger, logs := newLogger()
+	h, url := startHub(t, &Options{Logger: logger, MaxMessageBytes: 4096})
+	const listeners, stream = 50, 2000
+	clients := make([]*client, listeners)
+	for i := range clients {
+		clients[i] = dial(t, url)
+		clients[i].subscribe("stream")
+	}
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range stream {
+				if !assert.Equal(t, i, seqOf(t, c.next())) {
+					return
+				}
+			}
+		}()
+	}
+
+	hostileDone := make(chan struct{})
+	var frames, connections int
+	go func() {
+		defer close(hostileDone)
+		rng := rand.New(rand.NewPCG(1, 2))
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		var ws *websocket.Conn
+		for frames < 10000 {
+			if ws == nil {
+				var err error
+				if ws, _, err = websocket.Dial(ctx, url, nil); err != nil {
+					t.Error(err)
+					return
+				}
+				connections++
+				go func(ws *websocket.Conn) { // read replies so the hub can write them
+					for {
+						if _, _, err := ws.Read(ctx); err != nil {
+							return
+						}
+					}
+				}(ws)
+			}
+			typ, payload := hostileFrame(rng)
+			if err := ws.Write(ctx, typ, payload); err != nil {
+				_ = ws.CloseNow()
+				ws = nil
+				continue
+			}
+			frames++
+		}
+		_ = ws.CloseNow()
+	}()
+
+	for i := range stream {
+		require.NoError(t, h.Publish(context.Background(), "stream", Message{Type: "m", Data: seq{N: i}}))
+		if i%100 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	wg.Wait()
+	<-hostileDone
+	eventually(t, func() bool { return h.Stats().Connections == listeners })
+	st := h.Stats()
+	t.Logf("hostile client: %d frames over %d connections; stats %+v; policy closes logged %d",
+		frames, connections, st, len(logs.events("websocket_policy_violation")))
+	assert.Equal(t, 10000, frames)
+	assert.Greater(t, connections, 1, "the hub closed the hostile connection")
+	assert.NotZero(t, st.Invalid)
+	assert.NotZero(t, st.RateLimited)
+	assert.Zero(t, st.SlowEvictions)
+	assert.Zero(t, st.Panics)
+	assert.Equal(t, uint64(connections), st.Disconnects)
+	assert.NotEmpty(t, logs.events("websocket_disconnected"))
+	for _, c := range clients {
+		c.roundTrip("still-here")
+	}
+}
+
+// hostileFrame returns a random frame: garbage bytes, binary data, broken or
+// well-formed JSON of the wrong shape, oversized frames, or valid protocol messages.
+func hostileFrame(rng *rand.Rand) (websocket.MessageType, []byte) {
+	random := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.UintN(256))
+		}
+		return b
+	}
+	switch n := rng.IntN(100); {
+	case n == 0: // rare, as they end the connection at once
+		return websocket.MessageBinary, random(rng.IntN(64))
+	case n == 1:
+		return websocket.MessageText, make([]byte, 4097) // over MaxMessageBytes: 1009
+	}
+	switch rng.IntN(9) {
+	case 0:
+		return websocket.MessageText, []byte(`{"type":"unsubscribe","channel":"stream","extra":true}`)
+	case 1:
+		return websocket.MessageText, random(rng.IntN(256))
+	case 2:
+		return websocket.MessageText, []byte(strings.Repeat("[", rng.IntN(200)))
+	case 3:
+		return websocket.MessageText, []byte(`{"type":"subscribe","channel":"` + strings.Repeat("x", rng.IntN(400)) + `"}`)
+	case 4:
+		return websocket.MessageText, []byte(`{"type":"publish","channel":"stream","data":{"n":-1}}`)
+	case 5:
+		return websocket.MessageText, []byte(`{"type":"ping","id":"` + fmt.Sprint(rng.IntN(1000)) + `"}`)
+	case 6:
+		return websocket.MessageText, []byte(`{"type":"subscribe","channel":"stream","id":"` + strings.Repeat("i", 80) + `"}`)
+	case 7:
+		return websocket.MessageText, []byte(`{"type":"subscribed","channel":"stream"}`)
+	default:
+		return websocket.MessageText, []byte(`{"type":"x","Type":"y","data":` + strings.Repeat(`{"a":`, 40) + `}`)
+	}
+}
