@@ -29,6 +29,14 @@
 // connection and reaps those that stop answering. Disconnects remove a connection from
 // its channels in O(its subscriptions), and channels without subscribers are deleted.
 //
+// # Security
+//
+// By default only same-origin pages may connect (Options.OriginPatterns widens it), and
+// every client frame passes a strict decoder before routing. Options.Authenticate
+// establishes an Identity before the upgrade (see SubprotocolToken for browsers),
+// Options.Authorize is asked on every subscribe and client publish, and quotas bound
+// connections (per hub and per user), subscriptions, message size and message rate.
+//
 // # Shutdown
 //
 // http.Server.Shutdown does not close hijacked connections such as WebSockets: call
