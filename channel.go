@@ -1,6 +1,7 @@
 package wspub
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -109,16 +110,24 @@ func (r *registry) add(c *Conn) {
 }
 
 // remove takes c out of every channel it is on (O(its subscriptions)), deletes channels
-// left empty, and drops it from the ID and user indexes.
-func (r *registry) remove(c *Conn) {
+// left empty, and drops it from the ID and user indexes. It returns the channels c was
+// on, for the broker's interest, when withChannels is set.
+func (r *registry) remove(c *Conn, withChannels bool) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.conns[c.id] != c {
-		return
+		return nil
 	}
 	r.releaseLocked(c.userID)
+	var names []string
+	if withChannels {
+		names = make([]string, 0, len(c.subs))
+	}
 	for name := range c.subs {
 		r.unsubscribeLocked(c, name)
+		if withChannels {
+			names = append(names, name)
+		}
 	}
 	c.subs = nil
 	delete(r.conns, c.id)
@@ -129,6 +138,22 @@ func (r *registry) remove(c *Conn) {
 		}
 	}
 	r.all.Store(nil)
+	return names
+}
+
+// interested reports whether this node wants the broker messages of name: a channel
+// with local subscribers, a user with a connection (or a handshake under way), and
+// broadcasts always.
+func (r *registry) interested(name string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	switch {
+	case name == brokerBroadcast:
+		return true
+	case strings.HasPrefix(name, brokerUserPrefix): // from the slot: before the upgrade
+		return r.userSlots[name[len(brokerUserPrefix):]] > 0
+	}
+	return r.channels[name] != nil
 }
 
 // subscribe puts c on channel name. It fails with ErrConnNotFound for a connection that

@@ -215,7 +215,12 @@ func (c *Conn) finish(readErr error) {
 	c.cancel()
 
 	h := c.hub
-	h.reg.remove(c)
+	for _, name := range h.reg.remove(c, h.broker != nil) {
+		h.syncInterest(name)
+	}
+	if c.userID != "" {
+		h.syncInterest(brokerUserPrefix + c.userID)
+	}
 	h.stats.disconnects.Add(1)
 	h.log.LogAttrs(context.Background(), slog.LevelInfo, "websocket_disconnected",
 		slog.String("conn_id", c.id), slog.String("user_id", c.userID),

@@ -81,7 +81,10 @@ func (c *Conn) clientPublish(m ClientMessage) {
 	}
 	frame, err := encodeEnvelope(typePublish, m.Channel, data)
 	if err == nil {
-		err = h.fanout(frame, func() []*Conn { return h.reg.subscribers(m.Channel) })
+		err = h.fanout(c.ctx, m.Channel, frame, func() []*Conn { return h.reg.subscribers(m.Channel) })
+	}
+	if errors.Is(err, ErrBroker) {
+		err = &Error{Code: CodeInternal, Message: "delivered on this server only: the broker is unavailable"}
 	}
 	if err != nil {
 		c.replyError(c.clientError("publish", err, CodeInternal, "publish failed"), m.ID)

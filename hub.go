@@ -3,11 +3,14 @@ package wspub
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +31,9 @@ type Hub struct {
 	origins  originPolicy
 	lim      decodeLimits
 	idPrefix string
+	nodeID   uint64   // tells this hub's messages apart on the broker
+	broker   Broker   // nil: a single node
+	interest interest // broker subscriptions
 	nextID   atomic.Uint64
 	reg      *registry
 	stats    counters
@@ -50,13 +56,15 @@ type Hub struct {
 func New(opts *Options) *Hub {
 	o := opts.withDefaults()
 	origins, badPatterns := newOriginPolicy(&o)
-	var prefix [6]byte
+	var prefix [8]byte
 	_, _ = rand.Read(prefix[:]) // crypto/rand.Read never fails on supported platforms
 	h := &Hub{
+		nodeID:   binary.BigEndian.Uint64(prefix[:]),
+		broker:   o.Broker,
 		opts:     o,
 		log:      o.Logger,
 		lim:      decodeLimits{maxChannel: o.MaxChannelBytes, maxData: int(o.MaxMessageBytes)},
-		idPrefix: hex.EncodeToString(prefix[:]) + "-",
+		idPrefix: hex.EncodeToString(prefix[:6]) + "-",
 		origins:  origins,
 		reg: newRegistry(registryLimits{
 			conns: o.MaxConns, connsPerUser: o.MaxConnsPerUser, subsPerConn: o.MaxSubscriptionsPerConn,
@@ -69,6 +77,8 @@ func New(opts *Options) *Hub {
 		h.log.LogAttrs(context.Background(), slog.LevelError, "wspub_bad_origin_pattern",
 			slog.String("pattern", p), slog.String("effect", "matches no origin"))
 	}
+	h.interest.seed = maphash.MakeSeed()
+	h.startBroker()
 	h.wg.Add(1)
 	go h.heartbeat()
 	return h
@@ -140,6 +150,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.reject(w, r, http.StatusTooManyRequests, "too many connections for this user")
 		return
 	}
+	if id.UserID != "" { // reachable by SendToUser on every node once the handshake is done
+		h.syncInterest(brokerUserPrefix + id.UserID)
+	}
 	c := h.newConn(r, id)
 	defer c.cancel()
 	hw := &hijackWriter{ResponseWriter: w}
@@ -150,6 +163,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil { // Accept has written the HTTP error
 		h.reg.release(id.UserID)
+		if id.UserID != "" {
+			h.syncInterest(brokerUserPrefix + id.UserID)
+		}
 		h.stats.rejected.Add(1)
 		h.log.LogAttrs(r.Context(), slog.LevelInfo, "websocket_rejected",
 			slog.String("remote_addr", r.RemoteAddr), slog.String("origin", c.origin),
@@ -261,6 +277,10 @@ func (h *Hub) encode(channel string, m Message) ([]byte, error) {
 // subscriber never slows the publisher (see Options.Overflow). Messages one goroutine
 // publishes to a channel reach each subscriber in that order. Publishing to a channel
 // with no subscribers is not an error.
+//
+// With Options.Broker, the message also goes to the other nodes. This node's subscribers
+// get it first; if the broker then fails, Publish returns an error wrapping ErrBroker,
+// within Options.BrokerTimeout at the latest.
 func (h *Hub) Publish(ctx context.Context, channel string, m Message) error {
 	if !validName(channel, h.opts.MaxChannelBytes) {
 		return fmt.Errorf("%w: %q", ErrInvalidChannel, channel)
@@ -268,33 +288,42 @@ func (h *Hub) Publish(ctx context.Context, channel string, m Message) error {
 	return h.send(ctx, channel, m, func() []*Conn { return h.reg.subscribers(channel) })
 }
 
-// Broadcast sends m, without a channel, to every connection of the hub.
+// Broadcast sends m, without a channel, to every connection of the hub (of every node,
+// with a Broker).
 func (h *Hub) Broadcast(ctx context.Context, m Message) error {
-	return h.send(ctx, "", m, h.reg.allConns)
+	return h.send(ctx, brokerBroadcast, m, h.reg.allConns)
 }
 
 // SendToUser sends m, without a channel, to every connection of one user (see
-// Options.Authenticate). A user with no connection is not an error.
+// Options.Authenticate), on every node with a Broker. A user with no connection is not
+// an error.
 func (h *Hub) SendToUser(ctx context.Context, userID string, m Message) error {
 	if userID == "" {
 		return ErrInvalidUser
 	}
-	return h.send(ctx, "", m, func() []*Conn { return h.reg.userConns(userID) })
+	return h.send(ctx, brokerUserPrefix+userID, m, func() []*Conn { return h.reg.userConns(userID) })
 }
 
-func (h *Hub) send(ctx context.Context, channel string, m Message, targets func() []*Conn) error {
+// send encodes m for route (a channel, or the broker name of a broadcast or user) and
+// fans it out.
+func (h *Hub) send(ctx context.Context, route string, m Message, targets func() []*Conn) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	channel := route
+	if route == brokerBroadcast || strings.HasPrefix(route, brokerUserPrefix) {
+		channel = "" // the envelope of a direct message has no channel
 	}
 	frame, err := h.encode(channel, m)
 	if err != nil {
 		return err
 	}
-	return h.fanout(frame, targets)
+	return h.fanout(ctx, route, frame, targets)
 }
 
-// fanout queues an encoded message for every target connection.
-func (h *Hub) fanout(frame []byte, targets func() []*Conn) error {
+// fanout queues an encoded message for every local target connection, then hands it to
+// the broker for the other nodes.
+func (h *Hub) fanout(ctx context.Context, route string, frame []byte, targets func() []*Conn) error {
 	if h.isClosed() {
 		return ErrHubClosed
 	}
@@ -302,7 +331,10 @@ func (h *Hub) fanout(frame []byte, targets func() []*Conn) error {
 	for _, c := range targets() {
 		_ = c.enqueue(frame) // a closed or evicted subscriber is counted, not an error
 	}
-	return nil
+	if h.broker == nil {
+		return nil
+	}
+	return h.brokerPublish(ctx, route, frame)
 }
 
 // Subscribe puts the connection with the given ID on channel, as if the client had
@@ -336,6 +368,7 @@ func (h *Hub) subscribe(c *Conn, channel, id string) error {
 	if err := h.reg.subscribe(c, channel); err != nil {
 		return err
 	}
+	h.syncInterest(channel) // before the ack: "subscribed" means on every node
 	h.log.LogAttrs(c.ctx, slog.LevelInfo, "websocket_subscribed",
 		slog.String("conn_id", c.id), slog.String("channel", channel))
 	_ = c.enqueue(encodeReply(typeSubscribed, channel, id))
@@ -344,6 +377,7 @@ func (h *Hub) subscribe(c *Conn, channel, id string) error {
 
 func (h *Hub) unsubscribe(c *Conn, channel, id string) {
 	h.reg.unsubscribe(c, channel)
+	h.syncInterest(channel)
 	h.log.LogAttrs(c.ctx, slog.LevelInfo, "websocket_unsubscribed",
 		slog.String("conn_id", c.id), slog.String("channel", channel))
 	_ = c.enqueue(encodeReply(typeUnsubscribed, channel, id))
@@ -353,7 +387,7 @@ func (h *Hub) unsubscribe(c *Conn, channel, id string) {
 func (h *Hub) Stats() Stats {
 	conns, channels, subs, users := h.reg.counts()
 	s := &h.stats
-	return Stats{
+	st := Stats{
 		Connections: conns, Channels: channels, Subscriptions: subs, Users: users,
 		Accepted:      s.accepted.Load(),
 		Rejected:      s.rejected.Load(),
@@ -368,7 +402,18 @@ func (h *Hub) Stats() Stats {
 		PolicyCloses:  s.policyCloses.Load(),
 		Panics:        s.panics.Load(),
 		Disconnects:   s.disconnects.Load(),
+
+		BrokerUp:       h.broker == nil,
+		BrokerErrors:   s.brokerErrors.Load(),
+		BrokerReceived: s.brokerReceived.Load(),
+		BrokerInvalid:  s.brokerInvalid.Load(),
 	}
+	if bh, ok := h.broker.(BrokerHealth); ok {
+		st.BrokerUp, st.BrokerOutages = bh.Up(), bh.Outages()
+	} else if h.broker != nil {
+		st.BrokerUp = true // no health to report: assume up
+	}
+	return st
 }
 
 // Shutdown stops the hub gracefully: new upgrade requests get 503, every connection is
@@ -411,6 +456,7 @@ func (h *Hub) beginShutdown() {
 			slog.Int("connections", len(h.reg.allConns())))
 		go func() {
 			h.wg.Wait()
+			h.stopBroker()
 			close(h.drained)
 		}()
 	})

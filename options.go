@@ -121,6 +121,15 @@ type Options struct {
 	// Default: nil.
 	OnDisconnect func(c *Conn, code websocket.StatusCode, reason string)
 
+	// Broker connects this hub to the hubs of other nodes, so that Publish, Broadcast and
+	// SendToUser reach clients connected anywhere (see Broker). The hub starts it in New
+	// and closes it at the end of Shutdown or Close. Default: nil, a single node.
+	Broker Broker
+
+	// BrokerTimeout bounds each broker operation (publish, subscribe, unsubscribe), also
+	// when the caller's context has no deadline. Default: 2s.
+	BrokerTimeout time.Duration
+
 	// MaxMessageBytes bounds a client frame; a larger one closes the connection with 1009
 	// (message too big). It also bounds a client's "data". Default: 32 KiB.
 	MaxMessageBytes int64
@@ -164,6 +173,7 @@ type Options struct {
 
 // Defaults applied by New.
 const (
+	defaultBrokerTimeout           = 2 * time.Second
 	defaultMaxConns                = 100_000
 	defaultMaxConnsPerUser         = 16
 	defaultMaxSubscriptionsPerConn = 256
@@ -199,6 +209,7 @@ func (opts *Options) withDefaults() Options {
 	}
 	setDefault(&o.MessageBurst, defaultMessageBurst)
 	setDefault(&o.MaxRateLimited, defaultMaxRateLimited)
+	setDefault(&o.BrokerTimeout, defaultBrokerTimeout)
 	setDefault(&o.MaxMessageBytes, defaultMaxMessageBytes)
 	setDefault(&o.MaxChannelBytes, defaultMaxChannelBytes)
 	setDefault(&o.MaxQueueBytes, defaultMaxQueueBytes)

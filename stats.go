@@ -23,10 +23,18 @@ type Stats struct {
 	PolicyCloses  uint64 // connections closed with 1008 for invalid messages or rate abuse
 	Panics        uint64 // handler and hook panics recovered
 	Disconnects   uint64 // connections that have ended, for any reason
+
+	// With Options.Broker (all zero without one, and BrokerUp true):
+	BrokerUp       bool   // the broker connection is up (for readiness probes)
+	BrokerOutages  uint64 // times the broker connection was lost (BrokerHealth)
+	BrokerErrors   uint64 // broker publishes, subscribes and unsubscribes that failed
+	BrokerReceived uint64 // messages from other nodes fanned out here
+	BrokerInvalid  uint64 // broker payloads that were not wspub's and were dropped
 }
 
 // counters are the hub's atomic counters behind Stats.
 type counters struct {
 	accepted, rejected, published, delivered, frames, dropped,
-	slowEvictions, reaped, invalid, rateLimited, policyCloses, panics, disconnects atomic.Uint64
+	slowEvictions, reaped, invalid, rateLimited, policyCloses, panics, disconnects,
+	brokerErrors, brokerReceived, brokerInvalid atomic.Uint64
 }
