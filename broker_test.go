@@ -158,8 +158,12 @@ func (b *stuckBroker) Publish(ctx context.Context, _ string, _ []byte) error {
 	return ctx.Err()
 }
 
-func (b *stuckBroker) Subscribe(context.Context, string) error   { return errors.New("connection refused") }
-func (b *stuckBroker) Unsubscribe(context.Context, string) error { return errors.New("connection refused") }
+func (b *stuckBroker) Subscribe(context.Context, string) error {
+	return errors.New("connection refused")
+}
+func (b *stuckBroker) Unsubscribe(context.Context, string) error {
+	return errors.New("connection refused")
+}
 func (b *stuckBroker) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
