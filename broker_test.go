@@ -73,7 +73,12 @@ func TestMultiNodeUsersAndBroadcast(t *testing.T) {
 	alice := dial(t, urls[1]+"?user=alice")
 	alice2 := dial(t, urls[2]+"?user=alice")
 	bob := dial(t, urls[0]+"?user=bob")
-	// No waiting: once its handshake is done, a user is reachable from every node.
+	// A connection is registered just after its handshake: wait for that, not for the
+	// broker, whose user subscription is taken before the handshake completes.
+	eventually(t, func() bool {
+		return hubs[0].Stats().Connections == 1 && hubs[1].Stats().Connections == 1 && hubs[2].Stats().Connections == 1
+	})
+	assert.True(t, bus.Subscribed(brokerUserPrefix+"alice"))
 	ctx := context.Background()
 	require.NoError(t, hubs[0].SendToUser(ctx, "alice", Message{Type: "note", Data: "for alice"}))
 	for _, c := range []*client{alice, alice2} {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
@@ -116,9 +117,10 @@ func (h *Hub) handler(typ string) Handler {
 // ServeHTTP upgrades the request to a WebSocket connection and serves it until it ends.
 // Requests that cannot be upgraded get an HTTP error, in this order of checks: 503 once
 // Shutdown has started, 501 when the ResponseWriter cannot be hijacked, 403 for an origin
-// Options.OriginPatterns does not allow, 401 when Options.Authenticate fails, 503 at
-// Options.MaxConns, 429 at Options.MaxConnsPerUser, and 426 or 400 for a request that is
-// not a WebSocket handshake. Nothing is allocated for a refused request.
+// Options.OriginPatterns does not allow, 426 for a request that is not a WebSocket
+// upgrade, 401 when Options.Authenticate fails, 503 at Options.MaxConns, 429 at
+// Options.MaxConnsPerUser, and 400 for a malformed handshake. Nothing is allocated for a
+// refused request.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.enter() {
 		h.reject(w, r, http.StatusServiceUnavailable, "server shutting down")
@@ -134,11 +136,21 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.reject(w, r, http.StatusForbidden, "origin "+strconv.Quote(origin)+" not allowed")
 		return
 	}
+	if !isUpgrade(r) { // before Authenticate: a plain GET costs no token check
+		w.Header().Set("Connection", "Upgrade")
+		w.Header().Set("Upgrade", "websocket")
+		h.reject(w, r, http.StatusUpgradeRequired, "this endpoint speaks WebSocket only")
+		return
+	}
 	var id Identity
 	if fn := h.opts.Authenticate; fn != nil {
 		var err error
-		if id, err = fn(r); err != nil {
-			h.reject(w, r, http.StatusUnauthorized, "unauthorized")
+		if id, err = fn(r); err == nil && !id.Expires.IsZero() && !time.Now().Before(id.Expires) {
+			err = errors.New("identity expired")
+		}
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="wspub"`)
+			h.reject(w, r, http.StatusUnauthorized, "unauthorized", slog.String("error", err.Error()))
 			return
 		}
 	}
@@ -218,12 +230,32 @@ func (h *Hub) isClosed() bool {
 	}
 }
 
-func (h *Hub) reject(w http.ResponseWriter, r *http.Request, status int, msg string) {
+// reject refuses an upgrade request with an HTTP error, counted and logged; extra
+// attributes (such as the Authenticate error) go to the log only, never to the client.
+func (h *Hub) reject(w http.ResponseWriter, r *http.Request, status int, msg string, extra ...slog.Attr) {
 	h.stats.rejected.Add(1)
-	h.log.LogAttrs(r.Context(), slog.LevelInfo, "websocket_rejected",
+	attrs := append([]slog.Attr{
 		slog.String("remote_addr", r.RemoteAddr), slog.String("origin", r.Header.Get("Origin")),
-		slog.Int("status", status), slog.String("reason", msg))
+		slog.Int("status", status), slog.String("reason", msg),
+	}, extra...)
+	h.log.LogAttrs(r.Context(), slog.LevelInfo, "websocket_rejected", attrs...)
 	http.Error(w, "wspub: "+msg, status)
+}
+
+// isUpgrade reports whether r asks for a WebSocket upgrade; websocket.Accept checks the
+// rest of the handshake.
+func isUpgrade(r *http.Request) bool {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		return false
+	}
+	for _, v := range r.Header.Values("Connection") {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // serve runs an accepted connection until it ends.
@@ -238,7 +270,12 @@ func (h *Hub) serve(c *Conn, readCtx context.Context) {
 	case h.isClosed(): // Shutdown started after enter; it may not have seen c
 		c.closeWith(websocket.StatusGoingAway, "going away")
 	case h.opts.OnConnect != nil:
-		if err := h.safely(c, "OnConnect", func() error { return h.opts.OnConnect(c.ctx, c) }); err != nil {
+		err := h.safely(c, "OnConnect", func() error { return h.opts.OnConnect(c.ctx, c) })
+		var e *Error
+		switch {
+		case errors.As(err, &e): // the application refuses the connection
+			c.closeWith(websocket.StatusPolicyViolation, e.Message)
+		case err != nil:
 			h.log.LogAttrs(c.ctx, slog.LevelWarn, "websocket_handler_error",
 				slog.String("conn_id", c.id), slog.String("in", "OnConnect"), slog.String("error", err.Error()))
 			c.closeWith(websocket.StatusInternalError, "internal error")
@@ -351,6 +388,28 @@ func (h *Hub) Subscribe(connID, channel string) error {
 		return fmt.Errorf("%w: %q", ErrInvalidChannel, channel)
 	}
 	return h.subscribe(c, channel, "")
+}
+
+// CloseConn closes the connection with the given ID with code and reason, as Conn.Close
+// does: for logout, revoked tokens or changed permissions.
+func (h *Hub) CloseConn(connID string, code websocket.StatusCode, reason string) error {
+	c := h.reg.conn(connID)
+	if c == nil {
+		return ErrConnNotFound
+	}
+	c.closeWith(code, reason)
+	return nil
+}
+
+// CloseUser closes every connection of a user on this hub with code and reason, and
+// returns how many it closed. With a Broker, call it on every node (or have each node
+// react to a message of yours).
+func (h *Hub) CloseUser(userID string, code websocket.StatusCode, reason string) int {
+	conns := h.reg.userConns(userID)
+	for _, c := range conns {
+		c.closeWith(code, reason)
+	}
+	return len(conns)
 }
 
 // Unsubscribe takes the connection with the given ID off channel and tells the client

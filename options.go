@@ -46,8 +46,9 @@ type Options struct {
 	Logger *slog.Logger
 
 	// Authenticate, if set, runs before the upgrade and establishes the connection's
-	// Identity. An error refuses the request with HTTP 401 before anything is allocated
-	// for it. Default: nil, every connection is anonymous.
+	// Identity. An error, or an Identity that has already expired, refuses the request
+	// with HTTP 401 (and WWW-Authenticate: Bearer) before anything is allocated for it;
+	// the error is logged, not sent. Default: nil, every connection is anonymous.
 	Authenticate func(r *http.Request) (Identity, error)
 
 	// OriginPatterns lists the cross-origin pages allowed to connect. A pattern is matched
@@ -112,8 +113,10 @@ type Options struct {
 	MaxInvalidMessages int
 
 	// OnConnect runs after a connection is registered and before its first message is
-	// read; use it to put the connection on server-side channels (Hub.Subscribe). A
-	// non-nil error closes the connection with 1011 (internal error). Default: nil.
+	// read; use it to put the connection on server-side channels (Hub.Subscribe). An
+	// *Error refuses the connection: close 1008 (policy violation) with the Error's
+	// Message as the reason; any other error closes it with 1011 (internal error).
+	// Default: nil.
 	OnConnect func(ctx context.Context, c *Conn) error
 
 	// OnDisconnect runs once after a connection has left every channel. code and reason

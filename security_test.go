@@ -566,3 +566,71 @@ func hostileFrame(rng *rand.Rand) (websocket.MessageType, []byte) {
 		return websocket.MessageText, []byte(`{"type":"x","Type":"y","data":` + strings.Repeat(`{"a":`, 40) + `}`)
 	}
 }
+
+// TestAuthenticateDetails: an identity that has already expired is refused like a
+// failed Authenticate; a 401 carries WWW-Authenticate; the reason is logged, not sent;
+// a request that is not a WebSocket handshake gets 426 before any token check.
+func TestAuthenticateDetails(t *testing.T) {
+	logger, logs := newLogger()
+	var checks atomic.Int64
+	h, url := startHub(t, &Options{Logger: logger, Authenticate: func(r *http.Request) (Identity, error) {
+		checks.Add(1)
+		if r.URL.Query().Get("user") == "old" {
+			return Identity{UserID: "old", Expires: time.Now().Add(-time.Second)}, nil
+		}
+		return Identity{}, errors.New("signature invalid")
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, url+"?user=old", nil)
+	require.Error(t, err)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	_, resp, err = websocket.Dial(ctx, url, nil)
+	require.Error(t, err)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	assert.Equal(t, `Bearer realm="wspub"`, resp.Header.Get("WWW-Authenticate"))
+	rejected := logs.events("websocket_rejected")
+	require.Len(t, rejected, 2)
+	assert.Equal(t, "identity expired", rejected[0]["error"])
+	assert.Equal(t, "signature invalid", rejected[1]["error"])
+
+	plain, err := http.Get("http" + strings.TrimPrefix(url, "ws"))
+	require.NoError(t, err)
+	_ = plain.Body.Close()
+	assert.Equal(t, http.StatusUpgradeRequired, plain.StatusCode)
+	assert.Equal(t, "websocket", plain.Header.Get("Upgrade"))
+	assert.Equal(t, int64(2), checks.Load(), "no token check for a plain GET")
+	assert.Equal(t, 0, h.Stats().Connections)
+}
+
+// TestCloseConnAndUser: the application can close a connection by ID, or all of a
+// user's connections (logout, revocation); OnConnect can refuse a connection with 1008.
+func TestCloseConnAndUser(t *testing.T) {
+	h, url := startHub(t, &Options{
+		Authenticate: userFromQuery,
+		OnConnect: func(_ context.Context, c *Conn) error {
+			if c.UserID() == "banned" {
+				return &Error{Code: CodeForbidden, Message: "account suspended"}
+			}
+			return nil
+		},
+	})
+	banned := dial(t, url+"?user=banned")
+	err := banned.closeErr()
+	assert.Equal(t, websocket.StatusPolicyViolation, websocket.CloseStatus(err))
+	assert.Contains(t, err.Error(), "account suspended")
+
+	a1, a2, b := dial(t, url+"?user=alice"), dial(t, url+"?user=alice"), dial(t, url+"?user=bob")
+	eventually(t, func() bool { return h.Stats().Connections == 3 })
+	assert.Equal(t, 2, h.CloseUser("alice", websocket.StatusPolicyViolation, "logged out"))
+	for _, c := range []*client{a1, a2} {
+		err := c.closeErr()
+		assert.Equal(t, websocket.StatusPolicyViolation, websocket.CloseStatus(err))
+		assert.Contains(t, err.Error(), "logged out")
+	}
+	assert.Zero(t, h.CloseUser("nobody", websocket.StatusNormalClosure, ""))
+	assert.ErrorIs(t, h.CloseConn("nope", websocket.StatusNormalClosure, ""), ErrConnNotFound)
+	require.NoError(t, h.CloseConn(h.reg.userConns("bob")[0].ID(), 4003, "token revoked"))
+	assert.Equal(t, websocket.StatusCode(4003), websocket.CloseStatus(b.closeErr()))
+	eventually(t, func() bool { return h.Stats().Connections == 0 })
+}
