@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -146,6 +148,7 @@ func (c *Conn) writeLoop() {
 	h := c.hub
 	defer h.wg.Done()
 	var b *batch
+	lingered := false
 	defer func() {
 		if b != nil {
 			b.frame = b.frame[:0]
@@ -167,10 +170,19 @@ func (c *Conn) writeLoop() {
 			continue
 		}
 		if c.q.n == 0 {
+			if !lingered {
+				// Let a publisher that is still fanning out queue the next message
+				// before this writer exits: one yield is cheaper than a new goroutine.
+				lingered = true
+				c.mu.Unlock()
+				runtime.Gosched()
+				continue
+			}
 			c.writing = false
 			c.mu.Unlock()
 			return
 		}
+		lingered = false
 		if b == nil {
 			if v := h.batches.Get(); v != nil {
 				b = v.(*batch)
@@ -185,7 +197,11 @@ func (c *Conn) writeLoop() {
 
 		frame := b.msgs[0]
 		if len(b.msgs) > 1 {
-			b.frame = b.frame[:0]
+			size := len(b.msgs) - 1
+			for _, m := range b.msgs {
+				size += len(m)
+			}
+			b.frame = slices.Grow(b.frame[:0], size) // one allocation at most
 			for i, m := range b.msgs {
 				if i > 0 {
 					b.frame = append(b.frame, '\n')
