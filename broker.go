@@ -55,6 +55,12 @@ type BrokerHealth interface {
 	Outages() uint64
 }
 
+// BrokerDrops is implemented by brokers that can lose incoming messages on their own
+// (a full delivery buffer); Hub.Stats reports the count as BrokerDropped.
+type BrokerDrops interface {
+	Dropped() uint64
+}
+
 // ErrBroker wraps the errors of the Broker: Publish returns it when the message reached
 // this node's subscribers but could not be handed to the broker.
 var ErrBroker = errors.New("wspub: broker")
@@ -112,7 +118,7 @@ func (h *Hub) deliver(channel string, payload []byte) {
 // every change of local interest is followed by a sync that reads the current state.
 type interest struct {
 	seed    maphash.Seed
-	stripes [32]struct {
+	stripes [256]struct {
 		mu   sync.Mutex
 		subs map[string]struct{}
 	}
@@ -121,7 +127,7 @@ type interest struct {
 // syncInterest makes the broker subscription of name match local interest: a channel
 // with local subscribers, a user with local connections.
 func (h *Hub) syncInterest(name string) {
-	if h.broker == nil {
+	if h.broker == nil || h.isClosed() { // closing the broker drops every subscription
 		return
 	}
 	s := &h.interest.stripes[maphash.String(h.interest.seed, name)%uint64(len(h.interest.stripes))]
@@ -146,24 +152,38 @@ func (h *Hub) syncInterest(name string) {
 		delete(s.subs, name)
 		err = h.broker.Unsubscribe(ctx, name)
 	}
-	if err != nil { // recorded all the same: the adapter re-establishes it
-		h.stats.brokerErrors.Add(1)
-		h.log.LogAttrs(ctx, slog.LevelWarn, "wspub_broker_error",
-			slog.String("op", op), slog.String("channel", name), slog.String("error", err.Error()))
-	}
+	h.brokerResult(op, name, err) // on error, recorded all the same: the adapter re-establishes it
 }
 
 // brokerPublish hands an encoded message to the broker, bounded by BrokerTimeout.
 func (h *Hub) brokerPublish(ctx context.Context, channel string, frame []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, h.opts.BrokerTimeout)
 	defer cancel()
-	if err := h.broker.Publish(ctx, channel, h.encodePayload(frame)); err != nil {
-		h.stats.brokerErrors.Add(1)
-		h.log.LogAttrs(ctx, slog.LevelWarn, "wspub_broker_error",
-			slog.String("op", "publish"), slog.String("channel", channel), slog.String("error", err.Error()))
+	err := h.broker.Publish(ctx, channel, h.encodePayload(frame))
+	h.brokerResult("publish", channel, err)
+	if err != nil {
 		return fmt.Errorf("%w: publish to %q: %w", ErrBroker, channel, err)
 	}
 	return nil
+}
+
+// brokerResult counts a failed broker operation and logs the first failure of a series
+// (wspub_broker_error) and the first success after it (wspub_broker_recovered), so that
+// an outage costs two log lines, not one per Publish.
+func (h *Hub) brokerResult(op, channel string, err error) {
+	if err == nil {
+		if h.brokerFailing.Load() && h.brokerFailing.CompareAndSwap(true, false) {
+			h.log.LogAttrs(context.Background(), slog.LevelInfo, "wspub_broker_recovered",
+				slog.String("op", op), slog.Uint64("errors", h.stats.brokerErrors.Load()))
+		}
+		return
+	}
+	h.stats.brokerErrors.Add(1)
+	if h.brokerFailing.CompareAndSwap(false, true) {
+		h.log.LogAttrs(context.Background(), slog.LevelWarn, "wspub_broker_error",
+			slog.String("op", op), slog.String("channel", channel), slog.String("error", err.Error()),
+			slog.String("note", "logged once until a broker operation succeeds; see Stats.BrokerErrors"))
+	}
 }
 
 // startBroker starts the broker and subscribes to broadcasts; failures are logged, and

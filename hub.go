@@ -35,11 +35,13 @@ type Hub struct {
 	nodeID   uint64   // tells this hub's messages apart on the broker
 	broker   Broker   // nil: a single node
 	interest interest // broker subscriptions
-	nextID   atomic.Uint64
-	reg      *registry
-	stats    counters
-	batches  sync.Pool // *batch scratch space of running writers
-	segments sync.Pool // *segment of send queues
+
+	brokerFailing atomic.Bool // the last broker operation failed; see brokerResult
+	nextID        atomic.Uint64
+	reg           *registry
+	stats         counters
+	batches       sync.Pool // *batch scratch space of running writers
+	segments      sync.Pool // *segment of send queues
 
 	handlersMu sync.RWMutex
 	handlers   map[string]Handler
@@ -145,8 +147,13 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var id Identity
 	if fn := h.opts.Authenticate; fn != nil {
 		var err error
-		if id, err = fn(r); err == nil && !id.Expires.IsZero() && !time.Now().Before(id.Expires) {
+		id, err = fn(r)
+		switch {
+		case err != nil:
+		case !id.Expires.IsZero() && !time.Now().Before(id.Expires):
 			err = errors.New("identity expired")
+		case len(id.UserID) > maxUserIDBytes:
+			err = fmt.Errorf("user ID of %d bytes; the limit is %d", len(id.UserID), maxUserIDBytes)
 		}
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="wspub"`)
@@ -471,6 +478,9 @@ func (h *Hub) Stats() Stats {
 		st.BrokerUp, st.BrokerOutages = bh.Up(), bh.Outages()
 	} else if h.broker != nil {
 		st.BrokerUp = true // no health to report: assume up
+	}
+	if bd, ok := h.broker.(BrokerDrops); ok {
+		st.BrokerDropped = bd.Dropped()
 	}
 	return st
 }

@@ -575,8 +575,11 @@ func TestAuthenticateDetails(t *testing.T) {
 	var checks atomic.Int64
 	h, url := startHub(t, &Options{Logger: logger, Authenticate: func(r *http.Request) (Identity, error) {
 		checks.Add(1)
-		if r.URL.Query().Get("user") == "old" {
+		switch r.URL.Query().Get("user") {
+		case "old":
 			return Identity{UserID: "old", Expires: time.Now().Add(-time.Second)}, nil
+		case "long":
+			return Identity{UserID: strings.Repeat("u", 257)}, nil
 		}
 		return Identity{}, errors.New("signature invalid")
 	}})
@@ -585,21 +588,25 @@ func TestAuthenticateDetails(t *testing.T) {
 	_, resp, err := websocket.Dial(ctx, url+"?user=old", nil)
 	require.Error(t, err)
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	_, resp, err = websocket.Dial(ctx, url+"?user=long", nil)
+	require.Error(t, err)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "a user ID over 256 bytes")
 	_, resp, err = websocket.Dial(ctx, url, nil)
 	require.Error(t, err)
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 	assert.Equal(t, `Bearer realm="wspub"`, resp.Header.Get("WWW-Authenticate"))
 	rejected := logs.events("websocket_rejected")
-	require.Len(t, rejected, 2)
+	require.Len(t, rejected, 3)
 	assert.Equal(t, "identity expired", rejected[0]["error"])
-	assert.Equal(t, "signature invalid", rejected[1]["error"])
+	assert.Contains(t, rejected[1]["error"], "257 bytes")
+	assert.Equal(t, "signature invalid", rejected[2]["error"])
 
 	plain, err := http.Get("http" + strings.TrimPrefix(url, "ws"))
 	require.NoError(t, err)
 	_ = plain.Body.Close()
 	assert.Equal(t, http.StatusUpgradeRequired, plain.StatusCode)
 	assert.Equal(t, "websocket", plain.Header.Get("Upgrade"))
-	assert.Equal(t, int64(2), checks.Load(), "no token check for a plain GET")
+	assert.Equal(t, int64(3), checks.Load(), "no token check for a plain GET")
 	assert.Equal(t, 0, h.Stats().Connections)
 }
 

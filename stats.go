@@ -30,6 +30,7 @@ type Stats struct {
 	BrokerErrors   uint64 // broker publishes, subscribes and unsubscribes that failed
 	BrokerReceived uint64 // messages from other nodes fanned out here
 	BrokerInvalid  uint64 // broker payloads that were not wspub's and were dropped
+	BrokerDropped  uint64 // messages the broker adapter lost on their way in (BrokerDrops)
 }
 
 // counters are the hub's atomic counters behind Stats.

@@ -1,0 +1,23 @@
+module github.com/wspub/wspub/natsbroker
+
+go 1.24.0
+
+require (
+	github.com/coder/websocket v1.8.15
+	github.com/nats-io/nats.go v1.49.0
+	github.com/stretchr/testify v1.12.1
+	github.com/wspub/wspub v0.0.0
+	go.uber.org/goleak v1.3.0
+)
+
+require (
+	github.com/klauspost/compress v1.18.2 // indirect
+	github.com/nats-io/nkeys v0.4.12 // indirect
+	github.com/nats-io/nuid v1.0.1 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
+	golang.org/x/crypto v0.46.0 // indirect
+	golang.org/x/sys v0.39.0 // indirect
+	golang.org/x/time v0.14.0 // indirect
+)
+
+replace github.com/wspub/wspub => ../
