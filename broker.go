@@ -17,10 +17,18 @@ import (
 // (github.com/wspub/wspub/natsbroker) live in their own modules; MemoryBus connects
 // hubs of one process.
 //
-// A hub calls Start once, from New, then Publish, Subscribe and Unsubscribe from any
-// goroutine, and Close once, at the end of Shutdown or Close. Channel names are opaque
-// strings: they include names wspub uses internally, which contain a space. Payloads
-// are opaque bytes, encoded once per publish by the hub.
+// A hub calls Start once, from New, before anything else; then Publish, Subscribe and
+// Unsubscribe from any goroutine; and Close once, at the end of Shutdown or Close, after
+// which it calls nothing. Channel names are opaque strings: they include names wspub
+// uses internally, which contain a space. Payloads are opaque bytes, encoded once per
+// publish by the hub. The payload given to Publish is never modified afterwards, so an
+// adapter may keep it; the payload an adapter gives to deliver belongs to the hub from
+// then on (it is queued and written later), so the adapter must not reuse its buffer.
+//
+// Broker calls run with a context bounded by Options.BrokerTimeout. A subscribe or
+// unsubscribe holds up the client or the disconnect that caused it until the broker
+// answers or the timeout passes, so an unresponsive (rather than down) broker slows
+// subscribes and disconnects by up to BrokerTimeout each.
 //
 // Delivery is at-most-once. An adapter must deliver the messages published to a channel
 // by one node in the order they were published, and must never block in deliver for

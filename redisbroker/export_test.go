@@ -1,0 +1,8 @@
+package redisbroker
+
+// HoldCommands takes the lock that serialises subscription commands, as a caller stuck
+// dialling Redis would hold it, until the returned function is called.
+func HoldCommands(b *Broker) (release func()) {
+	b.cmdSem <- struct{}{}
+	return func() { <-b.cmdSem }
+}
