@@ -1,0 +1,32 @@
+module github.com/wspub/wspub/examples/multinode
+
+go 1.24.0
+
+require (
+	github.com/coder/websocket v1.8.15
+	github.com/nats-io/nats.go v1.49.0
+	github.com/redis/go-redis/v9 v9.22.0
+	github.com/stretchr/testify v1.12.1
+	github.com/wspub/wspub v0.0.0
+	github.com/wspub/wspub/natsbroker v0.0.0
+	github.com/wspub/wspub/redisbroker v0.0.0
+	go.uber.org/goleak v1.3.0
+)
+
+require (
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/klauspost/compress v1.18.2 // indirect
+	github.com/nats-io/nkeys v0.4.12 // indirect
+	github.com/nats-io/nuid v1.0.1 // indirect
+	go.uber.org/atomic v1.11.0 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
+	golang.org/x/crypto v0.46.0 // indirect
+	golang.org/x/sys v0.39.0 // indirect
+	golang.org/x/time v0.14.0 // indirect
+)
+
+replace (
+	github.com/wspub/wspub => ../..
+	github.com/wspub/wspub/natsbroker => ../../natsbroker
+	github.com/wspub/wspub/redisbroker => ../../redisbroker
+)
