@@ -37,6 +37,15 @@
 // Options.Authorize is asked on every subscribe and client publish, and quotas bound
 // connections (per hub and per user), subscriptions, message size and message rate.
 //
+// # Scaling out
+//
+// With Options.Broker, hubs of several processes share channels through Redis
+// (github.com/wspub/wspub/redisbroker) or NATS (github.com/wspub/wspub/natsbroker):
+// Publish, Broadcast and SendToUser reach clients connected to any node, exactly once
+// each and in order per publisher. Delivery stays at-most-once: what is published
+// while the broker is down reaches only the publishing node's clients, and Publish
+// says so with an error wrapping ErrBroker. MemoryBus connects hubs in one process.
+//
 // # Shutdown
 //
 // http.Server.Shutdown does not close hijacked connections such as WebSockets: call
