@@ -372,8 +372,16 @@ func (h *Hub) fanout(ctx context.Context, route string, frame []byte, targets fu
 		return ErrHubClosed
 	}
 	h.stats.published.Add(1)
-	for _, c := range targets() {
+	var start time.Time
+	if h.opts.Observer != nil {
+		start = time.Now()
+	}
+	conns := targets()
+	for _, c := range conns {
 		_ = c.enqueue(frame) // a closed or evicted subscriber is counted, not an error
+	}
+	if h.opts.Observer != nil {
+		h.opts.Observer.Fanout(len(conns), time.Since(start))
 	}
 	if h.broker == nil {
 		return nil

@@ -26,6 +26,19 @@ const (
 // (1013, "try again later"), with the reason "slow consumer".
 const StatusSlowConsumer = websocket.StatusTryAgainLater
 
+// Observer receives measurements the hub takes on its hot paths, for metrics beyond
+// Stats (github.com/wspub/wspub/prommetrics turns them into Prometheus histograms). The
+// hub calls its methods synchronously, from any goroutine: they must be cheap and safe
+// for concurrent use.
+type Observer interface {
+	// Fanout is called after a Publish, Broadcast, SendToUser or client publish has queued
+	// a message for its recipients on this node, with how many there were and how long
+	// queueing took.
+	Fanout(recipients int, d time.Duration)
+	// Eviction is called when a slow consumer is evicted, with what its send queue held.
+	Eviction(queuedBytes, queuedMessages int)
+}
+
 // Handler handles one client message of a type registered with Hub.Handle. It runs on the
 // connection's reader goroutine: messages of one connection are handled one at a time, in
 // order, and a slow handler delays that connection's reading (start a goroutine for long
@@ -123,6 +136,11 @@ type Options struct {
 	// are the close code and reason the connection ended with (from either side).
 	// Default: nil.
 	OnDisconnect func(c *Conn, code websocket.StatusCode, reason string)
+
+	// Observer receives measurements for metrics: the duration of each fan-out and the
+	// queue of each evicted slow consumer (see Observer and the prommetrics module).
+	// Default: nil, nothing is measured.
+	Observer Observer
 
 	// Broker connects this hub to the hubs of other nodes, so that Publish, Broadcast and
 	// SendToUser reach clients connected anywhere (see Broker). The hub starts it in New

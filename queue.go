@@ -97,14 +97,12 @@ func (c *Conn) enqueue(frame []byte) error {
 	}
 	if !c.fitsLocked(len(frame)) {
 		if h.opts.Overflow != DropOldest {
+			queuedBytes, queued := c.q.bytes, c.q.n
 			c.beginCloseLocked(StatusSlowConsumer, "slow consumer", true)
 			c.sendClose = true
 			c.startWriterLocked()
 			c.mu.Unlock()
-			h.stats.slowEvictions.Add(1)
-			h.log.LogAttrs(context.Background(), slog.LevelWarn, "websocket_slow_consumer",
-				slog.String("conn_id", c.id), slog.String("user_id", c.userID),
-				slog.String("cause", "send queue full"))
+			c.evicted("send queue full", queuedBytes, queued)
 			return ErrSlowConsumer
 		}
 		dropped := 0
@@ -230,13 +228,11 @@ func (c *Conn) writeFailed(err error, n int) {
 	h.stats.dropped.Add(uint64(n))
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		c.mu.Lock()
+		queuedBytes, queued := c.q.bytes, c.q.n
 		evicted := c.beginCloseLocked(StatusSlowConsumer, "slow consumer", true)
 		c.mu.Unlock()
 		if evicted {
-			h.stats.slowEvictions.Add(1)
-			h.log.LogAttrs(context.Background(), slog.LevelWarn, "websocket_slow_consumer",
-				slog.String("conn_id", c.id), slog.String("user_id", c.userID),
-				slog.String("cause", "write timeout"))
+			c.evicted("write timeout", queuedBytes, queued)
 		}
 	} else {
 		c.mu.Lock()
@@ -259,4 +255,17 @@ func (c *Conn) writeWS(p []byte) error {
 	err := c.ws.Write(context.Background(), websocket.MessageText, p)
 	_ = c.raw.SetWriteDeadline(time.Time{})
 	return err
+}
+
+// evicted counts, logs and reports the eviction of a slow consumer whose queue held
+// queuedBytes in queued messages.
+func (c *Conn) evicted(cause string, queuedBytes, queued int) {
+	h := c.hub
+	h.stats.slowEvictions.Add(1)
+	h.log.LogAttrs(context.Background(), slog.LevelWarn, "websocket_slow_consumer",
+		slog.String("conn_id", c.id), slog.String("user_id", c.userID), slog.String("cause", cause),
+		slog.Int("queued_bytes", queuedBytes), slog.Int("queued_messages", queued))
+	if h.opts.Observer != nil {
+		h.opts.Observer.Eviction(queuedBytes, queued)
+	}
 }
