@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Broker carries messages between the hubs of several nodes (processes behind a load
@@ -115,8 +116,15 @@ func (h *Hub) deliver(channel string, payload []byte) {
 		targets = h.reg.subscribers(channel)
 	}
 	h.stats.brokerReceived.Add(1)
+	var start time.Time
+	if h.opts.Observer != nil {
+		start = time.Now()
+	}
 	for _, c := range targets {
 		_ = c.enqueue(frame)
+	}
+	if h.opts.Observer != nil {
+		h.opts.Observer.Fanout(len(targets), time.Since(start))
 	}
 }
 

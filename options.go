@@ -31,9 +31,9 @@ const StatusSlowConsumer = websocket.StatusTryAgainLater
 // hub calls its methods synchronously, from any goroutine: they must be cheap and safe
 // for concurrent use.
 type Observer interface {
-	// Fanout is called after a Publish, Broadcast, SendToUser or client publish has queued
-	// a message for its recipients on this node, with how many there were and how long
-	// queueing took.
+	// Fanout is called after a Publish, Broadcast, SendToUser, client publish or a message
+	// from another node (Broker) has been queued for its recipients on this node, with
+	// how many there were and how long queueing took.
 	Fanout(recipients int, d time.Duration)
 	// Eviction is called when a slow consumer is evicted, with what its send queue held.
 	Eviction(queuedBytes, queuedMessages int)
