@@ -90,7 +90,7 @@ type Options struct {
 
 	// AllowClientPublish lets clients publish with {"type":"publish","channel":...,
 	// "data":...}; each publish is also put to Authorize, if set. Subscribers receive it as
-	// {"type":"message","channel":...,"data":...}. Default: false, client publishes are
+	// {"type":"publish","channel":...,"data":...}. Default: false, client publishes are
 	// refused with "forbidden".
 	AllowClientPublish bool
 
