@@ -1,0 +1,321 @@
+// End-to-end tests of wspub.js against a real hub: client/testserver, built with the Go
+// toolchain (or the binary named by WSPUB_TESTSERVER), driven through its control
+// endpoints. Run from client/: node --test test/
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import WebSocket from "ws";
+import { connect } from "../wspub.js";
+
+const TIMEOUT = 15_000; // per test
+const repo = fileURLToPath(new URL("../..", import.meta.url));
+let server; // the test server's process
+let buildDir = null;
+let addr; // host:port
+
+before(async () => {
+  let bin = process.env.WSPUB_TESTSERVER;
+  if (!bin) {
+    buildDir = mkdtempSync(join(tmpdir(), "wspub-testserver-"));
+    bin = join(buildDir, "testserver");
+    execFileSync("go", ["build", "-o", bin, "./client/testserver"], { cwd: repo, stdio: "inherit", timeout: 300_000 });
+  }
+  // -exit-on-eof: the server exits with this process even if after() never runs.
+  server = spawn(bin, ["-exit-on-eof"], { stdio: ["pipe", "pipe", "inherit"] });
+  const lines = createInterface({ input: server.stdout });
+  addr = await new Promise((resolve, reject) => {
+    lines.once("line", resolve);
+    server.once("exit", (code) => reject(new Error(`testserver exited with ${code}`)));
+  });
+  lines.close();
+}, { timeout: 300_000 });
+
+after(async () => {
+  if (server && server.exitCode === null) {
+    const exited = new Promise((resolve) => server.once("exit", resolve));
+    server.stdin.end();
+    server.kill();
+    await exited;
+  }
+  if (buildDir) rmSync(buildDir, { recursive: true, force: true });
+});
+
+/** A POST to a control endpoint of the test server; returns its body. */
+async function control(path) {
+  const res = await fetch(`http://${addr}${path}`, { method: "POST" });
+  const body = await res.text();
+  assert.equal(res.status, 200, `${path}: ${body}`);
+  return body;
+}
+
+async function stats() {
+  const res = await fetch(`http://${addr}/stats`);
+  return res.json();
+}
+
+const q = encodeURIComponent;
+
+/** Polls until cond() is true, for at most ms. */
+async function until(cond, what, ms = 5000) {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Connects a client to the test server's hub (or another path), records its state
+ * changes and server error replies, and closes it when the test ends.
+ */
+function open(t, options = {}, path = "/ws") {
+  const c = connect(`ws://${addr}${path}`, { WebSocket, ...options });
+  const states = [];
+  const errors = [];
+  c.onState((state, detail) => states.push({ state, ...detail }));
+  c.on("error", (msg) => errors.push(msg));
+  t.after(() => c.close());
+  return { c, states, errors };
+}
+
+/** Collects the messages a subscription receives. */
+function subscribe(c, channel) {
+  const got = [];
+  const sub = c.subscribe(channel, (msg) => got.push(msg));
+  return { sub, got };
+}
+
+test("1. subscribe: ready resolves and the channel's messages arrive as {type, channel, data}", { timeout: TIMEOUT }, async (t) => {
+  const { c, states } = open(t);
+  assert.equal(c.state, "connecting");
+  const { sub, got } = subscribe(c, "task:1");
+  await sub.ready;
+  assert.equal(c.state, "open");
+  assert.deepEqual(states, [{ state: "open" }]);
+
+  await control(`/publish?channel=task:1&type=progress&data=${q('{"percent":40}')}`);
+  await until(() => got.length === 1, "the message");
+  assert.deepEqual(got[0], { type: "progress", channel: "task:1", data: { percent: 40 } });
+});
+
+test("2. batched frames: 200 messages published at once all arrive, in order", { timeout: TIMEOUT }, async (t) => {
+  const frames = [];
+  class CountingWebSocket extends WebSocket {
+    constructor(...args) {
+      super(...args);
+      this.on("message", (data) => frames.push(String(data)));
+    }
+  }
+  const { c } = open(t, { WebSocket: CountingWebSocket });
+  const { sub, got } = subscribe(c, "batch:1");
+  await sub.ready;
+
+  await control("/publish?channel=batch:1&type=tick&n=200");
+  await until(() => got.length === 200, "200 messages");
+  assert.deepEqual(got.map((m) => m.data.i), [...Array(200).keys()]);
+  assert.ok(got.every((m) => m.type === "tick" && m.channel === "batch:1"));
+  // The test proves the "\n" splitting only if the hub did batch.
+  assert.ok(frames.some((f) => f.includes("\n")), `no batched frame among ${frames.length}`);
+});
+
+test("3. reconnect after 1001 and 1013: reconnecting, then open, resubscribed, backoff within its cap", { timeout: TIMEOUT }, async (t) => {
+  const backoff = { min: 50, max: 200 };
+  const { c, states } = open(t, { backoff });
+  const { sub, got } = subscribe(c, "task:3");
+  const acks = [];
+  c.on("subscribed", (msg) => acks.push(msg));
+  await sub.ready;
+
+  for (const code of [1001, 1013]) {
+    states.length = 0;
+    const before = acks.length;
+    await control(`/close?code=${code}&reason=test`);
+    await until(() => c.state === "open" && acks.length > before, `reopen after ${code}`);
+    assert.deepEqual(states.map((s) => s.state), ["reconnecting", "open"]);
+    const { code: closeCode, reason, delay, attempt } = states[0];
+    assert.equal(closeCode, code);
+    assert.equal(reason, "test");
+    assert.ok(delay >= 0 && delay <= Math.min(backoff.max, backoff.min * 2 ** attempt), `delay ${delay} attempt ${attempt}`);
+    assert.equal(acks.at(-1).channel, "task:3");
+    assert.equal(typeof acks.at(-1).id, "string"); // the client's own resubscribe
+
+    const n = got.length;
+    await control(`/publish?channel=task:3&type=after&data=${code}`);
+    await until(() => got.length === n + 1, `the message after ${code}`);
+    assert.deepEqual(got.at(-1), { type: "after", channel: "task:3", data: code });
+  }
+  assert.equal(got.length, 2);
+});
+
+test("4. no reconnect after 1008, identity expiry or c.close()", { timeout: TIMEOUT }, async (t) => {
+  await t.test("server closes with 1008", async (t) => {
+    const { c, states } = open(t, { backoff: { min: 10, max: 20 } });
+    await until(() => c.state === "open", "open");
+    await control(`/close?code=1008&reason=${q("logged out")}`);
+    await until(() => c.state === "closed", "closed");
+    await sleep(200); // several backoff periods
+    assert.deepEqual(states, [{ state: "open" }, { state: "closed", code: 1008, reason: "logged out" }]);
+  });
+
+  await t.test("identity expires (token \"expiring\")", async (t) => {
+    const { c, states } = open(t, { token: "expiring", backoff: { min: 10, max: 20 } });
+    await until(() => c.state === "closed", "closed", 5000);
+    await sleep(200);
+    assert.deepEqual(states, [{ state: "open" }, { state: "closed", code: 1008, reason: "identity expired" }]);
+  });
+
+  await t.test("c.close()", async (t) => {
+    let calls = 0;
+    const { c, states } = open(t, { token: () => (calls++, "good"), backoff: { min: 10, max: 20 } });
+    const { sub } = subscribe(c, "task:4");
+    await sub.ready;
+    c.close();
+    assert.equal(c.state, "closed");
+    c.close(); // twice is fine
+    await until(async () => (await stats()).connections === 0, "the server to see the close");
+    await sleep(200);
+    assert.equal(calls, 1);
+    assert.deepEqual(states, [{ state: "open" }, { state: "closed", code: 1000, reason: "" }]);
+    assert.throws(() => c.send("x"), { code: "closed" });
+    await assert.rejects(c.publish("chat:1", 1), { code: "closed" });
+    await assert.rejects(c.subscribe("task:4", () => {}).ready, { code: "closed" });
+  });
+});
+
+test("5. token as subprotocol: \"good\" is accepted, \"bad\" retried with backoff, token function called each time", { timeout: TIMEOUT }, async (t) => {
+  await t.test("good", async (t) => {
+    const { c } = open(t, { token: "good" });
+    const { sub, got } = subscribe(c, "task:5");
+    await sub.ready;
+    await control("/publish?channel=task:5&type=hello");
+    await until(() => got.length === 1, "the message");
+    assert.ok((await stats()).tokens.good >= 1);
+  });
+
+  await t.test("bad", async (t) => {
+    const before = (await stats()).tokens.bad ?? 0;
+    let calls = 0;
+    const backoff = { min: 20, max: 80 };
+    const { c, states } = open(t, { token: async () => (calls++, "bad"), backoff });
+    await until(() => calls >= 4, "4 token calls");
+    assert.equal(c.state, "reconnecting");
+    assert.ok(!states.some((s) => s.state === "open"));
+    const retries = states.filter((s) => s.state === "reconnecting");
+    assert.ok(retries.length >= 3);
+    retries.forEach((s, i) => {
+      assert.equal(s.code, 1006); // the handshake failed (HTTP 401)
+      assert.equal(s.attempt, i);
+      assert.ok(s.delay >= 0 && s.delay <= Math.min(backoff.max, backoff.min * 2 ** i), `delay ${s.delay} attempt ${i}`);
+    });
+    assert.ok((await stats()).tokens.bad - before >= 3, "the server saw the token on each attempt");
+  });
+});
+
+test("6. forbidden subscribe: ready rejects with \"forbidden\", c.on(\"error\") gets the reply, no retry", { timeout: TIMEOUT }, async (t) => {
+  const { c, errors } = open(t, { subscribeRetry: 100 });
+  const { sub, got } = subscribe(c, "secret:6");
+  const err = await sub.ready.then(() => assert.fail("ready resolved"), (e) => e);
+  assert.ok(err instanceof Error);
+  assert.equal(err.code, "forbidden");
+  assert.equal(errors.length, 1);
+  assert.equal(errors[0].type, "error");
+  assert.equal(errors[0].code, "forbidden");
+  assert.equal(typeof errors[0].message, "string");
+  assert.equal(errors[0].id, err.id);
+  assert.deepEqual(err.reply, errors[0]);
+
+  await sleep(350); // several subscribeRetry periods: a dead subscription is not retried
+  assert.equal(errors.length, 1);
+  sub.unsubscribe(); // harmless
+  assert.equal(got.length, 0);
+});
+
+test("7. client publish: resolves, reaches other subscribers; forbidden channels reject", { timeout: TIMEOUT }, async (t) => {
+  const { c: b } = open(t);
+  const { sub, got } = subscribe(b, "chat:1");
+  await sub.ready;
+
+  const { c: a, errors } = open(t);
+  assert.equal(a.state, "connecting");
+  await a.publish("chat:1", { text: "hi" }); // queued until open
+  await until(() => got.length === 1, "the message at the other client");
+  assert.deepEqual(got[0], { type: "publish", channel: "chat:1", data: { text: "hi" } });
+
+  await assert.rejects(a.publish("secret:x", { text: "psst" }), { code: "forbidden" });
+  await assert.rejects(a.publish("task:7", 1), { code: "forbidden" });
+  assert.deepEqual(errors.map((e) => e.code), ["forbidden", "forbidden"]);
+  assert.equal(got.length, 1);
+});
+
+test("8. c.send: a type without handler gets unknown_type with the id send returned", { timeout: TIMEOUT }, async (t) => {
+  const { c, errors } = open(t);
+  const id = c.send("action_clicked", { action: "buy" }, { channel: "task:8" });
+  assert.equal(typeof id, "string");
+  await until(() => errors.length === 1, "the error reply");
+  assert.equal(errors[0].code, "unknown_type");
+  assert.equal(errors[0].id, id);
+  const id2 = c.send("action_clicked");
+  assert.notEqual(id2, id);
+  await until(() => errors.length === 2, "the second error reply");
+  assert.equal(errors[1].id, id2);
+});
+
+test("9. pong timeout: the client closes with 4000 and reconnects", { timeout: TIMEOUT }, async (t) => {
+  const { c, states } = open(t, { pingInterval: 200, pongTimeout: 200, backoff: { min: 10, max: 50 } }, "/ws-mute");
+  await until(() => states.filter((s) => s.state === "open").length >= 2, "a second open");
+  assert.deepEqual(states.slice(0, 3).map((s) => s.state), ["open", "reconnecting", "open"]);
+  assert.equal(states[1].code, 4000);
+  assert.equal(states[1].reason, "pong timeout");
+  await until(async () => (await stats()).muteCloses.includes(4000), "the server to get close 4000");
+  c.close();
+});
+
+test("10. unsubscribe: the channel's messages no longer reach fn", { timeout: TIMEOUT }, async (t) => {
+  const { c } = open(t);
+  const { sub, got } = subscribe(c, "task:10");
+  const control10 = subscribe(c, "control:10");
+  const unsubscribed = [];
+  c.on("unsubscribed", (msg) => unsubscribed.push(msg));
+  await Promise.all([sub.ready, control10.sub.ready]);
+  await control("/publish?channel=task:10&type=one");
+  await until(() => got.length === 1, "the first message");
+
+  sub.unsubscribe();
+  await until(() => unsubscribed.length === 1, "unsubscribed");
+  assert.equal(unsubscribed[0].channel, "task:10");
+  await control("/publish?channel=task:10&type=two");
+  await control("/publish?channel=control:10&type=marker");
+  await until(() => control10.got.length === 1, "the marker"); // queued after "two"
+  assert.deepEqual(got.map((m) => m.type), ["one"]);
+});
+
+test("11. server-side subscription: messages reach c.on handlers only", { timeout: TIMEOUT }, async (t) => {
+  const { c, errors } = open(t);
+  const acks = [];
+  const notices = [];
+  c.on("subscribed", (msg) => acks.push(msg));
+  c.on("notice", (msg) => notices.push(msg));
+  await until(() => c.state === "open", "open");
+  await until(async () => (await stats()).connections === 1, "one connection");
+  await control("/subscribe?channel=user:11");
+  await until(() => acks.length === 1, "subscribed");
+  assert.deepEqual(acks[0], { type: "subscribed", channel: "user:11" });
+  await control(`/publish?channel=user:11&type=notice&data=${q('"hello"')}`);
+  await until(() => notices.length === 1, "the notice");
+  assert.deepEqual(notices[0], { type: "notice", channel: "user:11", data: "hello" });
+  assert.deepEqual(errors, []);
+});
+
+test("12. closed clients leave no timers behind", { timeout: TIMEOUT }, async () => {
+  // Every client of the tests above has been closed by its test's after hook.
+  await sleep(50);
+  const timers = process.getActiveResourcesInfo().filter((r) => r === "Timeout");
+  assert.deepEqual(timers, []);
+});
