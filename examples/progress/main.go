@@ -17,8 +17,10 @@
 //     sends POST /jobs/{id}/start, which starts the job.
 //
 // Nothing can be missed that way. A pending job nobody starts expires after
-// serverOptions.PendingTTL. After a reconnect the page resubscribes and reads
-// GET /jobs/{id}, the job's latest state, to catch up on what it missed while offline.
+// serverOptions.PendingTTL. After a reconnect the page's browser client (wspub.js, served
+// at /wspub.js by wspub.ClientHandler) resubscribes by itself; once the server confirms,
+// the page reads GET /jobs/{id}, the job's latest state, to catch up on what it missed
+// while offline.
 package main
 
 import (
@@ -168,7 +170,8 @@ type server struct {
 	jobs   map[string]*job
 }
 
-// newServer returns the example's handler: GET / serves the page, /ws the hub,
+// newServer returns the example's handler: GET / serves the page, GET /wspub.js the
+// browser client, /ws the hub,
 // POST /jobs creates a job, POST /jobs/{id}/start starts it and GET /jobs/{id} reads its
 // latest state. Call Shutdown to stop the running jobs; the hub is the caller's to shut down.
 func newServer(hub *wspub.Hub, opts serverOptions) *server {
@@ -193,6 +196,7 @@ func newServer(hub *wspub.Hub, opts serverOptions) *server {
 	s := &server{hub: hub, opts: opts, log: opts.Logger, mux: http.NewServeMux(), jobs: make(map[string]*job)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mux.HandleFunc("/{$}", s.page)
+	s.mux.Handle("/wspub.js", wspub.ClientHandler())
 	s.mux.Handle("/ws", hub)
 	s.mux.HandleFunc("/jobs", s.createJob)
 	s.mux.HandleFunc("/jobs/{id}", s.jobState)

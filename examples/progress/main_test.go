@@ -194,8 +194,10 @@ func TestPage(t *testing.T) {
 	page := string(body)
 	for _, want := range []string{
 		"<!doctype html>", `id="start-form"`, `id="symbol"`, `id="start"`, "Start analysis",
-		`id="jobs"`, `id="conn-state"`, `id="errors"`, `new WebSocket(wsURL, ["wspub.v1"])`,
-		`.split("\n")`, `type: "subscribe"`, `type: "unsubscribe"`, "/start`", "dataset.jobId",
+		`id="jobs"`, `id="conn-state"`, `id="errors"`, `<script type="module">`,
+		`import { connect } from "/wspub.js";`, `connect("/ws")`, `c.subscribe(job.channel,`,
+		`await job.sub.ready;`, `job.sub.unsubscribe()`, `c.on("subscribed"`, "/start`", "dataset.jobId",
+		"DOM contract",
 	} {
 		assert.Contains(t, page, want)
 	}
@@ -208,6 +210,18 @@ func TestPage(t *testing.T) {
 	status, v := e.do(t, http.MethodPost, "/", "")
 	assert.Equal(t, http.StatusMethodNotAllowed, status)
 	assert.NotEmpty(t, v["error"])
+}
+
+func TestClientScript(t *testing.T) {
+	e := newTestEnv(t, serverOptions{})
+	res, err := e.ts.Client().Get(e.ts.URL + "/wspub.js")
+	require.NoError(t, err)
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, res.StatusCode)
+	assert.Contains(t, res.Header.Get("Content-Type"), "javascript")
+	assert.Contains(t, string(body), "export function connect", "the module the page imports")
 }
 
 // readJob reads the progress messages of channel until the job ends and checks their
