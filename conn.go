@@ -189,7 +189,7 @@ func (c *Conn) readLoop(readCtx context.Context) error {
 			c.closeWith(websocket.StatusUnsupportedData, "binary frames are not supported")
 			continue
 		}
-		if c.allowMessage() {
+		if c.allowMessage(b) {
 			c.dispatch(b)
 		}
 	}

@@ -18,10 +18,10 @@ func (c *Conn) initLimits() {
 	c.strikes = rate.NewLimiter(1, o.MaxRateLimited)
 }
 
-// allowMessage reports whether the client may send another message now. A message over
-// the rate gets a rate_limited reply; a client that keeps going once its budget of such
-// replies is spent is closed with 1008.
-func (c *Conn) allowMessage() bool {
+// allowMessage reports whether the client may send frame now. A message over the rate
+// gets a rate_limited reply (with its id, when it has one); a client that keeps going
+// once its budget of such replies is spent is closed with 1008.
+func (c *Conn) allowMessage(frame []byte) bool {
 	if c.rate == nil || c.rate.Allow() {
 		return true
 	}
@@ -31,7 +31,8 @@ func (c *Conn) allowMessage() bool {
 		c.policyClose("rate limit exceeded")
 		return false
 	}
-	_ = c.enqueue(encodeError(&Error{Code: CodeRateLimited, Message: "too many messages; slow down"}, ""))
+	m, _ := decodeClientMessage(frame, h.lim) // only for the id the reply echoes
+	_ = c.enqueue(encodeError(&Error{Code: CodeRateLimited, Message: "too many messages; slow down"}, m.ID))
 	return false
 }
 

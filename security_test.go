@@ -312,6 +312,7 @@ func TestRow09MessageFlood(t *testing.T) {
 			pongs++
 		case "error":
 			assert.Equal(t, CodeRateLimited, e.Code)
+			assert.NotEmpty(t, e.ID, "the refused message's id is echoed")
 			limited++
 		}
 	}
