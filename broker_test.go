@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wspub/wspub/internal/wstest"
 )
 
 // startNodes starts n hubs sharing a MemoryBus, each on its own httptest server.
@@ -31,11 +33,11 @@ func startNodes(t *testing.T, n int, opts Options) (*MemoryBus, []*Hub, []string
 // (RELIABILITY.md row 18, in memory; the adapters test it against real brokers).
 func TestMultiNodeExactlyOnce(t *testing.T) {
 	_, hubs, urls := startNodes(t, 3, Options{})
-	var clients []*client
+	var clients []*wstest.Conn
 	for _, url := range urls {
 		for range 2 {
 			c := dial(t, url)
-			c.subscribe("news")
+			c.Subscribe("news", "s")
 			clients = append(clients, c)
 		}
 	}
@@ -51,13 +53,13 @@ func TestMultiNodeExactlyOnce(t *testing.T) {
 		for range perNode * len(hubs) {
 			var n, i int
 			var s string
-			require.NoError(t, json.Unmarshal(c.expect("m").Data, &s))
+			require.NoError(t, json.Unmarshal(c.Expect("m").Data, &s))
 			_, err := fmt.Sscanf(s, "%d-%d", &n, &i)
 			require.NoError(t, err)
 			require.Equal(t, next[n], i, "messages of node %d out of order", n)
 			next[n]++
 		}
-		c.roundTrip("nothing-more") // no duplicate arrives before the pong
+		c.RoundTrip("nothing-more") // no duplicate arrives before the pong
 	}
 	for _, h := range hubs {
 		st := h.Stats()
@@ -81,16 +83,16 @@ func TestMultiNodeUsersAndBroadcast(t *testing.T) {
 	assert.True(t, bus.Subscribed(brokerUserPrefix+"alice"))
 	ctx := context.Background()
 	require.NoError(t, hubs[0].SendToUser(ctx, "alice", Message{Type: "note", Data: "for alice"}))
-	for _, c := range []*client{alice, alice2} {
-		assert.Equal(t, envelope{Type: "note", Data: json.RawMessage(`"for alice"`)}, c.next())
+	for _, c := range []*wstest.Conn{alice, alice2} {
+		assert.Equal(t, wstest.Msg{Type: "note", Data: json.RawMessage(`"for alice"`)}, c.Next())
 	}
 	require.NoError(t, hubs[2].Broadcast(ctx, Message{Type: "all"}))
-	for i, c := range []*client{alice, alice2, bob} {
-		assert.Equal(t, envelope{Type: "all"}, c.next(), "client %d", i)
-		c.roundTrip("once")
+	for i, c := range []*wstest.Conn{alice, alice2, bob} {
+		assert.Equal(t, wstest.Msg{Type: "all"}, c.Next(), "client %d", i)
+		c.RoundTrip("once")
 	}
-	require.NoError(t, alice.ws.CloseNow())
-	require.NoError(t, alice2.ws.CloseNow())
+	require.NoError(t, alice.WS.CloseNow())
+	require.NoError(t, alice2.WS.CloseNow())
 	eventually(t, func() bool { return !bus.Subscribed(brokerUserPrefix + "alice") },
 		"the last connection of a user ends its broker subscription")
 	assert.True(t, bus.Subscribed(brokerUserPrefix+"bob"))
@@ -102,12 +104,12 @@ func TestBrokerInterestFollowsSubscribers(t *testing.T) {
 	bus, hubs, urls := startNodes(t, 2, Options{MessageRate: -1})
 	c := dial(t, urls[1])
 	assert.False(t, bus.Subscribed("room"))
-	c.subscribe("room") // the ack comes after the broker subscription
+	c.Subscribe("room", "s") // the ack comes after the broker subscription
 	assert.True(t, bus.Subscribed("room"))
 	require.NoError(t, hubs[0].Publish(context.Background(), "room", Message{Type: "hello"}))
-	c.expect("hello")
-	c.send(`{"type":"unsubscribe","channel":"room"}`)
-	c.expect("unsubscribed")
+	c.Expect("hello")
+	c.SendText(`{"type":"unsubscribe","channel":"room"}`)
+	c.Expect("unsubscribed")
 	assert.False(t, bus.Subscribed("room"))
 
 	// Churn: many connections subscribe and unsubscribe the same channels concurrently.
@@ -122,11 +124,11 @@ func TestBrokerInterestFollowsSubscribers(t *testing.T) {
 				if i%2 == 1 {
 					op = "unsubscribe"
 				}
-				cl.send(fmt.Sprintf(`{"type":%q,"channel":"churn:%d"}`, op, (g+i/2)%3))
+				cl.SendText(fmt.Sprintf(`{"type":%q,"channel":"churn:%d"}`, op, (g+i/2)%3))
 			}
-			cl.roundTrip("done")
+			cl.RoundTrip("done")
 			if g%2 == 0 {
-				cl.subscribe("kept") // some stay subscribed
+				cl.Subscribe("kept", "s") // some stay subscribed
 			}
 		}()
 	}
@@ -180,29 +182,29 @@ func (b *stuckBroker) Close() error {
 // BrokerTimeout even with a context without deadline, and this node's subscribers still
 // get the message (RELIABILITY.md row 16, with a broker that hangs).
 func TestBrokerDownAtPublish(t *testing.T) {
-	logger, logs := newLogger()
+	logger, logs := wstest.NewLogger()
 	b := &stuckBroker{}
 	h, url := startHub(t, &Options{Logger: logger, Broker: b, BrokerTimeout: 200 * time.Millisecond})
 	c := dial(t, url)
-	c.subscribe("local") // the broker subscribe fails, the local one stands
+	c.Subscribe("local", "s") // the broker subscribe fails, the local one stands
 	start := time.Now()
 	err := h.Publish(context.Background(), "local", Message{Type: "m"})
 	assert.ErrorIs(t, err, ErrBroker)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Less(t, time.Since(start), 2*time.Second)
-	c.expect("m")
+	c.Expect("m")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start = time.Now()
 	assert.ErrorIs(t, h.Publish(ctx, "local", Message{Type: "m"}), ErrBroker)
 	assert.Less(t, time.Since(start), 190*time.Millisecond, "the caller's deadline bounds it too")
-	c.expect("m")
+	c.Expect("m")
 
 	st := h.Stats()
 	assert.Equal(t, uint64(4), st.BrokerErrors, "broadcast subscribe, channel subscribe, two publishes")
 	assert.True(t, st.BrokerUp, "a broker without BrokerHealth is assumed up")
-	assert.Len(t, logs.events("wspub_broker_error"), 1, "an outage is logged once, not per operation")
+	assert.Len(t, logs.Events("wspub_broker_error"), 1, "an outage is logged once, not per operation")
 	require.NoError(t, h.Close())
 	b.mu.Lock()
 	assert.True(t, b.started && b.closed, "the hub starts and closes its broker")
@@ -213,7 +215,7 @@ func TestBrokerDownAtPublish(t *testing.T) {
 func TestBrokerPayloadValidation(t *testing.T) {
 	bus, hubs, urls := startNodes(t, 1, Options{})
 	c := dial(t, urls[0])
-	c.subscribe("x")
+	c.Subscribe("x", "s")
 	other := bus.Broker()
 	require.NoError(t, other.Start(func(string, []byte) {}))
 	defer other.Close()
@@ -221,15 +223,15 @@ func TestBrokerPayloadValidation(t *testing.T) {
 		require.NoError(t, other.Publish(context.Background(), "x", []byte(p)))
 	}
 	assert.Equal(t, uint64(4), hubs[0].Stats().BrokerInvalid)
-	c.roundTrip("nothing delivered")
+	c.RoundTrip("nothing delivered")
 }
 
 // TestMultiNodeClientPublish: a client publish crosses nodes too.
 func TestMultiNodeClientPublish(t *testing.T) {
 	_, _, urls := startNodes(t, 2, Options{AllowClientPublish: true})
 	a, b := dial(t, urls[0]), dial(t, urls[1])
-	b.subscribe("chat")
-	a.send(`{"type":"publish","channel":"chat","data":"hi","id":"1"}`)
-	a.expect("published")
-	assert.Equal(t, envelope{Type: "publish", Channel: "chat", Data: json.RawMessage(`"hi"`)}, b.next())
+	b.Subscribe("chat", "s")
+	a.SendText(`{"type":"publish","channel":"chat","data":"hi","id":"1"}`)
+	a.Expect("published")
+	assert.Equal(t, wstest.Msg{Type: "publish", Channel: "chat", Data: json.RawMessage(`"hi"`)}, b.Next())
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wspub/wspub/internal/wstest"
 )
 
 // TestOrderPerChannel publishes 10 000 messages and checks each subscriber gets all of
@@ -17,9 +19,9 @@ import (
 func TestOrderPerChannel(t *testing.T) {
 	const n = 10000
 	h, url := startHub(t, nil)
-	clients := []*client{dial(t, url), dial(t, url), dial(t, url)}
+	clients := []*wstest.Conn{dial(t, url), dial(t, url), dial(t, url)}
 	for _, c := range clients {
-		c.subscribe("ticks")
+		c.Subscribe("ticks", "s")
 	}
 	var wg sync.WaitGroup
 	for _, c := range clients {
@@ -27,7 +29,7 @@ func TestOrderPerChannel(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range n {
-				e := c.next()
+				e := c.Next()
 				if !assert.Equal(t, strconv.Itoa(i), string(e.Data)) {
 					return
 				}
@@ -44,7 +46,7 @@ func TestOrderPerChannel(t *testing.T) {
 	assert.Equal(t, uint64(0), st.SlowEvictions)
 	assert.GreaterOrEqual(t, st.Delivered, uint64(3*n))
 	t.Logf("frames per client: %d, %d, %d for %d messages; hub: %d delivered in %d frames",
-		clients[0].frames, clients[1].frames, clients[2].frames, n, st.Delivered, st.Frames)
+		clients[0].Frames(), clients[1].Frames(), clients[2].Frames(), n, st.Delivered, st.Frames)
 }
 
 // TestLeakAfterDisconnect has 1000 clients subscribe to 100 channels each and leave,
@@ -52,7 +54,7 @@ func TestOrderPerChannel(t *testing.T) {
 func TestLeakAfterDisconnect(t *testing.T) {
 	const clients, channels = 1000, 100
 	h, url := startHub(t, &Options{Authenticate: userFromQuery, MessageRate: -1})
-	conns := make([]*client, clients)
+	conns := make([]*wstest.Conn, clients)
 	for i := range conns {
 		conns[i] = dial(t, fmt.Sprintf("%s?user=u%d", url, i%100))
 	}
@@ -62,7 +64,7 @@ func TestLeakAfterDisconnect(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for ch := range channels {
-				if err := c.ws.Write(c.ctx, websocket.MessageText,
+				if err := c.WS.Write(c.Context(), websocket.MessageText,
 					fmt.Appendf(nil, `{"type":"subscribe","channel":"room:%d"}`, ch)); err != nil {
 					t.Error(err)
 					return
@@ -82,9 +84,9 @@ func TestLeakAfterDisconnect(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			if i%2 == 0 {
-				_ = c.ws.Close(websocket.StatusNormalClosure, "")
+				_ = c.WS.Close(websocket.StatusNormalClosure, "")
 			} else {
-				_ = c.ws.CloseNow()
+				_ = c.WS.CloseNow()
 			}
 		}()
 	}
@@ -139,16 +141,16 @@ func TestRow14ConcurrentChurn(t *testing.T) {
 					if i%3 == 2 {
 						op = "unsubscribe"
 					}
-					c.send(fmt.Sprintf(`{"type":%q,"channel":"c%d"}`, op, (g+i+round)%5))
+					c.SendText(fmt.Sprintf(`{"type":%q,"channel":"c%d"}`, op, (g+i+round)%5))
 				}
 				for _, conn := range h.reg.allConns() { // server-side churn as well
 					_ = h.Subscribe(conn.ID(), "c0")
 					_ = h.Unsubscribe(conn.ID(), "c1")
 				}
 				if round%2 == 0 {
-					_ = c.ws.CloseNow()
+					_ = c.WS.CloseNow()
 				} else {
-					_ = c.ws.Close(websocket.StatusNormalClosure, "")
+					_ = c.WS.Close(websocket.StatusNormalClosure, "")
 				}
 			}
 		}()

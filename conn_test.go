@@ -10,6 +10,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wspub/wspub/internal/wstest"
 )
 
 // TestRow07BadInput: every recoverable bad input gets an error reply with
@@ -17,7 +19,7 @@ import (
 func TestRow07BadInput(t *testing.T) {
 	h, url := startHub(t, &Options{MaxMessageBytes: 4096})
 	other := dial(t, url)
-	other.subscribe("news")
+	other.Subscribe("news", "s")
 	c := dial(t, url)
 	tests := []struct {
 		name, frame, code, id string
@@ -42,17 +44,17 @@ func TestRow07BadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c.send(tt.frame)
-			e := c.expect("error")
+			c.SendText(tt.frame)
+			e := c.Expect("error")
 			assert.Equal(t, tt.code, e.Code)
 			assert.Equal(t, tt.id, e.ID)
 			assert.NotEmpty(t, e.Message)
 		})
 	}
-	c.roundTrip("alive")
+	c.RoundTrip("alive")
 	assert.Equal(t, uint64(len(tests)), h.Stats().Invalid)
 	require.NoError(t, h.Publish(context.Background(), "news", Message{Type: "n"}))
-	other.expect("n")
+	other.Expect("n")
 	assert.Equal(t, 2, h.Stats().Connections)
 }
 
@@ -61,23 +63,23 @@ func TestRow07BadInput(t *testing.T) {
 func TestRow06OversizedFrame(t *testing.T) {
 	h, url := startHub(t, &Options{MaxMessageBytes: 1024})
 	c := dial(t, url)
-	c.subscribe("x")
+	c.Subscribe("x", "s")
 	frame := `{"type":"ping","id":"` + strings.Repeat("a", 1024) + `"}`
-	c.send(frame[:1025])
-	assert.Equal(t, websocket.StatusMessageTooBig, websocket.CloseStatus(c.closeErr()))
+	c.SendText(frame[:1025])
+	assert.Equal(t, websocket.StatusMessageTooBig, websocket.CloseStatus(c.CloseErr()))
 	eventually(t, func() bool { st := h.Stats(); return st.Connections == 0 && st.Channels == 0 })
 
 	ok := dial(t, url) // exactly the limit is fine
-	ok.send(`{"type":"x","data":"` + strings.Repeat("d", 1024-22) + `"}`)
-	assert.Equal(t, CodeUnknownType, ok.expect("error").Code)
+	ok.SendText(`{"type":"x","data":"` + strings.Repeat("d", 1024-22) + `"}`)
+	assert.Equal(t, CodeUnknownType, ok.Expect("error").Code)
 }
 
 // TestRow07BinaryFrame: the protocol is text only.
 func TestRow07BinaryFrame(t *testing.T) {
 	h, url := startHub(t, nil)
 	c := dial(t, url)
-	require.NoError(t, c.ws.Write(c.ctx, websocket.MessageBinary, []byte(`{"type":"ping"}`)))
-	assert.Equal(t, websocket.StatusUnsupportedData, websocket.CloseStatus(c.closeErr()))
+	require.NoError(t, c.WS.Write(c.Context(), websocket.MessageBinary, []byte(`{"type":"ping"}`)))
+	assert.Equal(t, websocket.StatusUnsupportedData, websocket.CloseStatus(c.CloseErr()))
 	eventually(t, func() bool { return h.Stats().Connections == 0 })
 }
 
@@ -96,33 +98,33 @@ func TestHandlers(t *testing.T) {
 	}))
 	c := dial(t, url)
 
-	c.send(`{"type":"action_clicked","id":"1","channel":"task:1","data":{"action":"buy"}}`)
+	c.SendText(`{"type":"action_clicked","id":"1","channel":"task:1","data":{"action":"buy"}}`)
 	assert.Equal(t, ClientMessage{Type: "action_clicked", ID: "1", Channel: "task:1", Data: []byte(`{"action":"buy"}`)}, <-got)
-	assert.JSONEq(t, `{"action":"buy"}`, string(c.expect("action_done").Data))
+	assert.JSONEq(t, `{"action":"buy"}`, string(c.Expect("action_done").Data))
 
-	c.send(`{"type":"deny","id":"2"}`)
-	assert.Equal(t, envelope{Type: "error", Code: "quota_exceeded", Message: "no more today", ID: "2"}, c.next())
-	c.send(`{"type":"fail","id":"3"}`)
-	e := c.expect("error")
+	c.SendText(`{"type":"deny","id":"2"}`)
+	assert.Equal(t, wstest.Msg{Type: "error", Code: "quota_exceeded", Message: "no more today", ID: "2"}, c.Next())
+	c.SendText(`{"type":"fail","id":"3"}`)
+	e := c.Expect("error")
 	assert.Equal(t, CodeInternal, e.Code)
 	assert.NotContains(t, e.Message, "hunter2", "internal errors are not leaked to clients")
 
-	c.send(`{"type":"other","id":"4"}`)
-	assert.Equal(t, CodeUnknownType, c.expect("error").Code)
+	c.SendText(`{"type":"other","id":"4"}`)
+	assert.Equal(t, CodeUnknownType, c.Expect("error").Code)
 	require.NoError(t, h.Handle("*", func(ctx context.Context, c *Conn, m ClientMessage) error {
 		return c.Send(ctx, Message{Type: "fallback", Data: m.Type})
 	}))
-	c.send(`{"type":"other","id":"5"}`)
-	assert.Equal(t, `"other"`, string(c.expect("fallback").Data))
+	c.SendText(`{"type":"other","id":"5"}`)
+	assert.Equal(t, `"other"`, string(c.Expect("fallback").Data))
 	require.NoError(t, h.Handle("*", nil))
-	c.send(`{"type":"other","id":"6"}`)
-	assert.Equal(t, CodeUnknownType, c.expect("error").Code)
+	c.SendText(`{"type":"other","id":"6"}`)
+	assert.Equal(t, CodeUnknownType, c.Expect("error").Code)
 }
 
 // TestRow21HandlerPanic: a panicking handler costs the client one `internal` reply;
 // the connection, the hub and the other clients carry on (RELIABILITY.md row 21).
 func TestRow21HandlerPanic(t *testing.T) {
-	logger, logs := newLogger()
+	logger, logs := wstest.NewLogger()
 	h, url := startHub(t, &Options{Logger: logger})
 	require.NoError(t, h.Handle("boom", func(context.Context, *Conn, ClientMessage) error {
 		var m map[string]int
@@ -130,14 +132,14 @@ func TestRow21HandlerPanic(t *testing.T) {
 		return nil
 	}))
 	c, other := dial(t, url), dial(t, url)
-	other.subscribe("s")
-	c.send(`{"type":"boom","id":"b"}`)
-	assert.Equal(t, envelope{Type: "error", Code: CodeInternal, Message: "internal error", ID: "b"}, c.next())
-	c.roundTrip("after")
+	other.Subscribe("s", "s")
+	c.SendText(`{"type":"boom","id":"b"}`)
+	assert.Equal(t, wstest.Msg{Type: "error", Code: CodeInternal, Message: "internal error", ID: "b"}, c.Next())
+	c.RoundTrip("after")
 	require.NoError(t, h.Publish(context.Background(), "s", Message{Type: "ok"}))
-	other.expect("ok")
+	other.Expect("ok")
 	assert.Equal(t, uint64(1), h.Stats().Panics)
-	panics := logs.events("websocket_panic")
+	panics := logs.Events("websocket_panic")
 	require.Len(t, panics, 1)
 	assert.Equal(t, "boom", panics[0]["in"])
 }
@@ -157,10 +159,10 @@ func TestLifetimeNotTiedToRequest(t *testing.T) {
 	srv := startServer(t, mux)
 
 	c := dial(t, "ws"+strings.TrimPrefix(srv, "http")+"/ws")
-	c.subscribe("still")
-	c.roundTrip("here")
+	c.Subscribe("still", "s")
+	c.RoundTrip("here")
 	require.NoError(t, h.Publish(context.Background(), "still", Message{Type: "m"}))
-	c.expect("m")
+	c.Expect("m")
 
 	resp, err := http.Get(srv + "/timeout")
 	require.NoError(t, err)

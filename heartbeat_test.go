@@ -8,22 +8,24 @@ import (
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wspub/wspub/internal/wstest"
 )
 
 // TestRow13DeadPeer: a client that stops reading (so never answers a ping)
 // while its TCP connection stays open is reaped within PingInterval + PongTimeout, and
 // leaves its channels; a client that reads stays (RELIABILITY.md row 13).
 func TestRow13DeadPeer(t *testing.T) {
-	logger, logs := newLogger()
+	logger, logs := wstest.NewLogger()
 	h, url := startHub(t, &Options{Logger: logger, PingInterval: 200 * time.Millisecond, PongTimeout: 100 * time.Millisecond})
 	alive, dead := dial(t, url), dial(t, url)
-	alive.subscribe("a")
-	dead.subscribe("a")
-	dead.subscribe("b")
+	alive.Subscribe("a", "s")
+	dead.Subscribe("a", "s")
+	dead.Subscribe("b", "s")
 
 	readErr := make(chan error, 1)
 	go func() { // a reading client answers pings
-		_, err := alive.nextRaw()
+		_, err := alive.NextRaw()
 		readErr <- err
 	}()
 	start := time.Now()
@@ -37,14 +39,14 @@ func TestRow13DeadPeer(t *testing.T) {
 	time.Sleep(3 * 200 * time.Millisecond) // three more heartbeats: the live one stays
 	assert.Equal(t, uint64(1), h.Stats().Reaped)
 	assert.Equal(t, 1, h.Stats().Connections)
-	reaped := logs.events("websocket_reaped")
+	reaped := logs.Events("websocket_reaped")
 	require.Len(t, reaped, 1)
-	disc := logs.events("websocket_disconnected")
+	disc := logs.Events("websocket_disconnected")
 	require.Len(t, disc, 1)
 	assert.Equal(t, "pong timeout", disc[0]["reason"])
 	assert.Equal(t, reaped[0]["conn_id"], disc[0]["conn_id"])
 
-	_, err := dead.nextRaw()
+	_, err := dead.NextRaw()
 	assert.Error(t, err, "the reaped client's TCP connection is closed")
 	select {
 	case err := <-readErr:
@@ -67,8 +69,8 @@ func TestRow22ExpiredIdentity(t *testing.T) {
 		},
 	})
 	temp, forever := dial(t, url+"?user=temp"), dial(t, url+"?user=forever")
-	go func() { _ = forever.closeErr() }() // reading, so answering pings
-	err := temp.closeErr()
+	go func() { _ = forever.CloseErr() }() // reading, so answering pings
+	err := temp.CloseErr()
 	assert.Equal(t, websocket.StatusPolicyViolation, websocket.CloseStatus(err))
 	assert.Contains(t, err.Error(), "identity expired")
 	assert.WithinDuration(t, expires, time.Now(), 2*100*time.Millisecond+time.Second)

@@ -14,18 +14,20 @@ import (
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wspub/wspub/internal/wstest"
 )
 
 func TestSubscribePublishUnsubscribe(t *testing.T) {
-	logger, logs := newLogger()
+	logger, logs := wstest.NewLogger()
 	h, url := startHub(t, &Options{Logger: logger})
 	c := dial(t, url)
-	assert.Equal(t, Subprotocol, c.ws.Subprotocol())
+	assert.Equal(t, Subprotocol, c.WS.Subprotocol())
 
-	c.send(`{"type":"subscribe","channel":"task:42","id":"1"}`)
-	assert.Equal(t, envelope{Type: "subscribed", Channel: "task:42", ID: "1"}, c.next())
-	c.send(`{"type":"subscribe","channel":"task:42","id":"again"}`) // idempotent
-	assert.Equal(t, envelope{Type: "subscribed", Channel: "task:42", ID: "again"}, c.next())
+	c.SendText(`{"type":"subscribe","channel":"task:42","id":"1"}`)
+	assert.Equal(t, wstest.Msg{Type: "subscribed", Channel: "task:42", ID: "1"}, c.Next())
+	c.SendText(`{"type":"subscribe","channel":"task:42","id":"again"}`) // idempotent
+	assert.Equal(t, wstest.Msg{Type: "subscribed", Channel: "task:42", ID: "again"}, c.Next())
 	st := h.Stats()
 	assert.Equal(t, 1, st.Connections)
 	assert.Equal(t, 1, st.Channels)
@@ -33,29 +35,29 @@ func TestSubscribePublishUnsubscribe(t *testing.T) {
 
 	require.NoError(t, h.Publish(context.Background(), "task:42",
 		Message{Type: "progress", Data: map[string]any{"percent": 40, "step": "scoring"}}))
-	got := c.expect("progress")
+	got := c.Expect("progress")
 	assert.Equal(t, "task:42", got.Channel)
 	assert.JSONEq(t, `{"percent":40,"step":"scoring"}`, string(got.Data))
 
 	require.NoError(t, h.Publish(context.Background(), "task:42",
 		Message{Type: "raw", Data: json.RawMessage("{\n  \"a\": [1, 2]\n}")}))
-	assert.Equal(t, envelope{Type: "raw", Channel: "task:42", Data: json.RawMessage(`{"a":[1,2]}`)}, c.next())
+	assert.Equal(t, wstest.Msg{Type: "raw", Channel: "task:42", Data: json.RawMessage(`{"a":[1,2]}`)}, c.Next())
 
-	c.send(`{"type":"unsubscribe","channel":"task:42","id":"2"}`)
-	assert.Equal(t, envelope{Type: "unsubscribed", Channel: "task:42", ID: "2"}, c.next())
-	c.send(`{"type":"unsubscribe","channel":"never","id":"3"}`) // idempotent too
-	assert.Equal(t, envelope{Type: "unsubscribed", Channel: "never", ID: "3"}, c.next())
+	c.SendText(`{"type":"unsubscribe","channel":"task:42","id":"2"}`)
+	assert.Equal(t, wstest.Msg{Type: "unsubscribed", Channel: "task:42", ID: "2"}, c.Next())
+	c.SendText(`{"type":"unsubscribe","channel":"never","id":"3"}`) // idempotent too
+	assert.Equal(t, wstest.Msg{Type: "unsubscribed", Channel: "never", ID: "3"}, c.Next())
 	require.NoError(t, h.Publish(context.Background(), "task:42", Message{Type: "progress"}))
-	c.send(`{"type":"ping","id":"p"}`)
-	assert.Equal(t, envelope{Type: "pong", ID: "p"}, c.next(), "nothing arrives after unsubscribe")
+	c.SendText(`{"type":"ping","id":"p"}`)
+	assert.Equal(t, wstest.Msg{Type: "pong", ID: "p"}, c.Next(), "nothing arrives after unsubscribe")
 
 	st = h.Stats()
 	assert.Equal(t, 0, st.Channels)
 	assert.Equal(t, 0, st.Subscriptions)
 	assert.Equal(t, uint64(3), st.Published)
-	assert.Len(t, logs.events("websocket_connected"), 1)
-	assert.Len(t, logs.events("websocket_subscribed"), 2)
-	assert.Len(t, logs.events("websocket_unsubscribed"), 2)
+	assert.Len(t, logs.Events("websocket_connected"), 1)
+	assert.Len(t, logs.Events("websocket_subscribed"), 2)
+	assert.Len(t, logs.Events("websocket_unsubscribed"), 2)
 }
 
 func TestPublishErrors(t *testing.T) {
@@ -114,11 +116,11 @@ func TestBroadcastAndSendToUser(t *testing.T) {
 	require.NoError(t, h.SendToUser(ctx, "alice", Message{Type: "note", Data: "hi alice"}))
 	require.NoError(t, h.SendToUser(ctx, "nobody", Message{Type: "note"}))
 	require.NoError(t, h.Broadcast(ctx, Message{Type: "notice", Data: "all"}))
-	for _, c := range []*client{a1, a2} {
-		assert.Equal(t, envelope{Type: "note", Data: json.RawMessage(`"hi alice"`)}, c.next())
+	for _, c := range []*wstest.Conn{a1, a2} {
+		assert.Equal(t, wstest.Msg{Type: "note", Data: json.RawMessage(`"hi alice"`)}, c.Next())
 	}
-	for _, c := range []*client{a1, a2, b} {
-		assert.Equal(t, envelope{Type: "notice", Data: json.RawMessage(`"all"`)}, c.next())
+	for _, c := range []*wstest.Conn{a1, a2, b} {
+		assert.Equal(t, wstest.Msg{Type: "notice", Data: json.RawMessage(`"all"`)}, c.Next())
 	}
 
 	_, resp, err := websocket.Dial(ctx, url, nil)
@@ -153,7 +155,7 @@ func TestServerSideSubscriptionAndHooks(t *testing.T) {
 		},
 	})
 	c := dialHeader(t, url+"?user=42", http.Header{"Origin": {"http://" + strings.TrimPrefix(url, "ws://")}})
-	assert.Equal(t, envelope{Type: "subscribed", Channel: "user:42"}, c.next(), "server-side subscribe has no id")
+	assert.Equal(t, wstest.Msg{Type: "subscribed", Channel: "user:42"}, c.Next(), "server-side subscribe has no id")
 
 	mu.Lock()
 	conn := connected
@@ -168,19 +170,19 @@ func TestServerSideSubscriptionAndHooks(t *testing.T) {
 	assert.NotEmpty(t, conn.ID())
 
 	require.NoError(t, h.Publish(context.Background(), "user:42", Message{Type: "note"}))
-	c.expect("note")
+	c.Expect("note")
 	require.NoError(t, h.Subscribe(conn.ID(), "extra"))
-	assert.Equal(t, envelope{Type: "subscribed", Channel: "extra"}, c.next())
+	assert.Equal(t, wstest.Msg{Type: "subscribed", Channel: "extra"}, c.Next())
 	require.NoError(t, h.Unsubscribe(conn.ID(), "extra"))
-	assert.Equal(t, envelope{Type: "unsubscribed", Channel: "extra"}, c.next())
+	assert.Equal(t, wstest.Msg{Type: "unsubscribed", Channel: "extra"}, c.Next())
 	assert.ErrorIs(t, h.Subscribe("nope", "x"), ErrConnNotFound)
 	assert.ErrorIs(t, h.Unsubscribe("nope", "x"), ErrConnNotFound)
 	assert.ErrorIs(t, h.Subscribe(conn.ID(), "bad channel"), ErrInvalidChannel)
 
 	require.NoError(t, conn.Send(context.Background(), Message{Type: "direct", Data: 1}))
-	assert.Equal(t, envelope{Type: "direct", Data: json.RawMessage(`1`)}, c.next())
+	assert.Equal(t, wstest.Msg{Type: "direct", Data: json.RawMessage(`1`)}, c.Next())
 
-	require.NoError(t, c.ws.Close(websocket.StatusNormalClosure, "bye"))
+	require.NoError(t, c.WS.Close(websocket.StatusNormalClosure, "bye"))
 	select {
 	case e := <-disc:
 		assert.Equal(t, ended{websocket.StatusNormalClosure, "bye"}, e)
@@ -195,7 +197,7 @@ func TestServerSideSubscriptionAndHooks(t *testing.T) {
 func TestOnConnectErrorClosesWith1011(t *testing.T) {
 	_, url := startHub(t, &Options{OnConnect: func(context.Context, *Conn) error { return errors.New("db down") }})
 	c := dial(t, url)
-	assert.Equal(t, websocket.StatusInternalError, websocket.CloseStatus(c.closeErr()))
+	assert.Equal(t, websocket.StatusInternalError, websocket.CloseStatus(c.CloseErr()))
 }
 
 func TestConnCloseFromServer(t *testing.T) {
@@ -209,11 +211,11 @@ func TestConnCloseFromServer(t *testing.T) {
 		return c.Close(4001, "asked to quit")
 	}))
 	c := dial(t, url)
-	c.send(`{"type":"quit"}`)
+	c.SendText(`{"type":"quit"}`)
 	for i := range 100 { // what was queued before Close is still delivered
-		assert.Equal(t, envelope{Type: "farewell", Data: json.RawMessage(strconv.Itoa(i))}, c.next())
+		assert.Equal(t, wstest.Msg{Type: "farewell", Data: json.RawMessage(strconv.Itoa(i))}, c.Next())
 	}
-	err := c.closeErr()
+	err := c.CloseErr()
 	assert.Equal(t, websocket.StatusCode(4001), websocket.CloseStatus(err))
 	assert.Contains(t, err.Error(), "asked to quit")
 	eventually(t, func() bool { return h.Stats().Connections == 0 })
@@ -230,18 +232,18 @@ func TestNotAWebSocketRequest(t *testing.T) {
 }
 
 func TestLogEvents(t *testing.T) {
-	logger, logs := newLogger()
+	logger, logs := wstest.NewLogger()
 	h, url := startHub(t, &Options{Logger: logger})
 	c := dial(t, url)
-	c.subscribe("a")
-	require.NoError(t, c.ws.Close(websocket.StatusNormalClosure, ""))
-	eventually(t, func() bool { return len(logs.events("websocket_disconnected")) == 1 })
-	connected := logs.events("websocket_connected")[0]
+	c.Subscribe("a", "s")
+	require.NoError(t, c.WS.Close(websocket.StatusNormalClosure, ""))
+	eventually(t, func() bool { return len(logs.Events("websocket_disconnected")) == 1 })
+	connected := logs.Events("websocket_connected")[0]
 	assert.Equal(t, Subprotocol, connected["subprotocol"])
 	assert.NotEmpty(t, connected["conn_id"])
-	disc := logs.events("websocket_disconnected")[0]
+	disc := logs.Events("websocket_disconnected")[0]
 	assert.Equal(t, connected["conn_id"], disc["conn_id"])
 	assert.Equal(t, int64(websocket.StatusNormalClosure), disc["code"])
 	require.NoError(t, h.Shutdown(context.Background()))
-	assert.Len(t, logs.events("websocket_shutdown"), 1)
+	assert.Len(t, logs.Events("websocket_shutdown"), 1)
 }

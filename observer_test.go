@@ -9,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wspub/wspub/internal/wstest"
 )
 
 type recordingObserver struct {
@@ -37,8 +39,8 @@ func TestObserver(t *testing.T) {
 	obs := &recordingObserver{}
 	h, url := startHub(t, &Options{Observer: obs, MaxQueueBytes: 16 << 10})
 	a, b, stalled := dial(t, url), dial(t, url), dial(t, url)
-	for _, c := range []*client{a, b, stalled} {
-		c.subscribe("s")
+	for _, c := range []*wstest.Conn{a, b, stalled} {
+		c.Subscribe("s", "s")
 	}
 	require.NoError(t, h.Publish(context.Background(), "s", Message{Type: "m"}))
 	require.NoError(t, h.Publish(context.Background(), "nobody", Message{Type: "m"}))
@@ -46,8 +48,8 @@ func TestObserver(t *testing.T) {
 	assert.Equal(t, []int{3, 0}, obs.fanouts)
 	obs.mu.Unlock()
 
-	require.NoError(t, a.ws.CloseNow())
-	require.NoError(t, b.ws.CloseNow())
+	require.NoError(t, a.WS.CloseNow())
+	require.NoError(t, b.WS.CloseNow())
 	eventually(t, func() bool { return h.Stats().Connections == 1 })
 	pad := strings.Repeat("x", 1000)
 	for i := 0; i < 100000 && h.Stats().SlowEvictions == 0; i++ {

@@ -15,6 +15,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wspub/wspub/internal/wstest"
 )
 
 // seq is the payload of numbered test messages.
@@ -23,7 +25,7 @@ type seq struct {
 	Pad string `json:"pad,omitempty"`
 }
 
-func seqOf(t testing.TB, e envelope) int {
+func seqOf(t testing.TB, e wstest.Msg) int {
 	t.Helper()
 	n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(string(e.Data), `{"n":`), "}"))
 	if err != nil { // padded messages
@@ -40,13 +42,13 @@ func seqOf(t testing.TB, e envelope) int {
 // get every message in order; Publish never blocks; the eviction is counted and logged
 // once (RELIABILITY.md row 12).
 func TestRow12SlowConsumer(t *testing.T) {
-	logger, logs := newLogger()
+	logger, logs := wstest.NewLogger()
 	h, url := startHub(t, &Options{Logger: logger, MaxQueueBytes: 64 << 10, CloseTimeout: 20 * time.Second})
 	stalled := dial(t, url)
-	stalled.subscribe("feed")
-	healthy := []*client{dial(t, url), dial(t, url), dial(t, url)}
+	stalled.Subscribe("feed", "s")
+	healthy := []*wstest.Conn{dial(t, url), dial(t, url), dial(t, url)}
 	for _, c := range healthy {
-		c.subscribe("feed")
+		c.Subscribe("feed", "s")
 	}
 
 	var published int
@@ -57,7 +59,7 @@ func TestRow12SlowConsumer(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for want := 0; ; want++ {
-				e := c.next()
+				e := c.Next()
 				if e.Type == "end" {
 					assert.Equal(t, published, want, "healthy client lost messages")
 					return
@@ -103,17 +105,17 @@ func TestRow12SlowConsumer(t *testing.T) {
 	st := h.Stats()
 	assert.Equal(t, uint64(1), st.SlowEvictions)
 	assert.NotZero(t, st.Dropped, "the evicted client's queue is counted as dropped")
-	assert.Len(t, logs.events("websocket_slow_consumer"), 1)
+	assert.Len(t, logs.Events("websocket_slow_consumer"), 1)
 
 	// The stalled client wakes up: it gets an in-order prefix, then the close frame.
 	last := -1
 	var err error
 	for {
 		var b []byte
-		if b, err = stalled.nextRaw(); err != nil {
+		if b, err = stalled.NextRaw(); err != nil {
 			break
 		}
-		if n := seqOf(t, decodeEnvelope(t, b)); assert.Equal(t, last+1, n) {
+		if n := seqOf(t, wstest.Decode(t, b)); assert.Equal(t, last+1, n) {
 			last = n
 		}
 	}
@@ -127,10 +129,10 @@ func TestRow12SlowConsumer(t *testing.T) {
 // TestDropOldest: with DropOldest a stalled client keeps its connection, loses its oldest
 // messages and, once it reads again, gets the newest ones in order.
 func TestDropOldest(t *testing.T) {
-	logger, logs := newLogger()
+	logger, logs := wstest.NewLogger()
 	h, url := startHub(t, &Options{Logger: logger, Overflow: DropOldest, MaxQueueBytes: 16 << 10})
 	c := dial(t, url)
-	c.subscribe("quotes")
+	c.Subscribe("quotes", "s")
 	const n = 20000
 	pad := strings.Repeat("q", 200)
 	for i := range n {
@@ -139,7 +141,7 @@ func TestDropOldest(t *testing.T) {
 	require.NoError(t, h.Publish(context.Background(), "quotes", Message{Type: "end"}))
 	last, got := -1, 0
 	for {
-		e := c.next()
+		e := c.Next()
 		if e.Type == "end" {
 			break
 		}
@@ -154,18 +156,18 @@ func TestDropOldest(t *testing.T) {
 	assert.Less(t, got, n)
 	assert.Equal(t, uint64(n-got), st.Dropped)
 	assert.Zero(t, st.SlowEvictions)
-	assert.Len(t, logs.events("websocket_messages_dropped"), 1, "logged once per connection")
-	c.roundTrip("still-open")
+	assert.Len(t, logs.Events("websocket_messages_dropped"), 1, "logged once per connection")
+	c.RoundTrip("still-open")
 }
 
 // TestBurstAbsorbed: the default queue absorbs a burst of 1000 messages of ~150 B to a
 // client reading at full speed while both cores are busy.
 func TestBurstAbsorbed(t *testing.T) {
 	h, url := startHub(t, nil)
-	clients := make([]*client, 10)
+	clients := make([]*wstest.Conn, 10)
 	for i := range clients {
 		clients[i] = dial(t, url)
-		clients[i].subscribe("burst")
+		clients[i].Subscribe("burst", "s")
 	}
 	stop := make(chan struct{})
 	var busy sync.WaitGroup
@@ -189,7 +191,7 @@ func TestBurstAbsorbed(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 3000 {
-				if !assert.Equal(t, i, seqOf(t, c.next())) {
+				if !assert.Equal(t, i, seqOf(t, c.Next())) {
 					return
 				}
 			}

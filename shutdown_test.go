@@ -11,6 +11,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/wspub/wspub/internal/wstest"
 )
 
 // TestRow19GracefulShutdown: with 1000 clients, Shutdown sends each close 1001, answers new
@@ -18,18 +20,18 @@ import (
 func TestRow19GracefulShutdown(t *testing.T) {
 	const n = 1000
 	h, url := startHub(t, nil)
-	clients := make([]*client, n)
+	clients := make([]*wstest.Conn, n)
 	for i := range clients {
 		clients[i] = dial(t, url)
 	}
-	clients[0].subscribe("a")
+	clients[0].Subscribe("a", "s")
 	codes := make(chan websocket.StatusCode, n)
 	var wg sync.WaitGroup
 	for _, c := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			codes <- websocket.CloseStatus(c.closeErr())
+			codes <- websocket.CloseStatus(c.CloseErr())
 		}()
 	}
 	eventually(t, func() bool { return h.Stats().Connections == n })
@@ -64,7 +66,7 @@ func TestShutdownDeadline(t *testing.T) {
 	mute := dial(t, url) // never reads, so never answers the close
 	polite := dial(t, url)
 	politeErr := make(chan error, 1)
-	go func() { politeErr <- polite.closeErr() }()
+	go func() { politeErr <- polite.CloseErr() }()
 	eventually(t, func() bool { return h.Stats().Connections == 2 })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -86,7 +88,7 @@ func TestRow20CloseHang(t *testing.T) {
 		return c.Close(websocket.StatusNormalClosure, "bye")
 	}))
 	c := dial(t, url)
-	c.send(`{"type":"leave"}`) // and never read again, so never answer the close
+	c.SendText(`{"type":"leave"}`) // and never read again, so never answer the close
 	eventually(t, func() bool { return h.Stats().Connections == 1 })
 	start := time.Now()
 	eventually(t, func() bool { return h.Stats().Connections == 0 })
@@ -97,10 +99,10 @@ func TestRow20CloseHang(t *testing.T) {
 func TestCloseIsImmediate(t *testing.T) {
 	h, url := startHub(t, &Options{CloseTimeout: time.Minute})
 	c := dial(t, url)
-	c.subscribe("a")
+	c.Subscribe("a", "s")
 	require.NoError(t, h.Close())
 	assert.Equal(t, 0, h.Stats().Connections)
-	err := c.closeErr()
+	err := c.CloseErr()
 	assert.Equal(t, websocket.StatusCode(-1), websocket.CloseStatus(err), "no close frame: %v", err)
 	assert.NoError(t, h.Close())
 	assert.NoError(t, h.Shutdown(context.Background()))

@@ -19,7 +19,7 @@ import (
 func BenchmarkCrossNodeLatency(b *testing.B) {
 	nodes := startNodes(b, natsURL(b), 2, wspub.Options{})
 	c := dial(b, nodes[1].url)
-	c.subscribe("lat")
+	c.Subscribe("lat", "s")
 	ctx := context.Background()
 	lats := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
@@ -28,7 +28,7 @@ func BenchmarkCrossNodeLatency(b *testing.B) {
 		if err := nodes[0].hub.Publish(ctx, "lat", wspub.Message{Type: "t", Data: sent.UnixNano()}); err != nil {
 			b.Fatal(err)
 		}
-		e := c.expect("t")
+		e := c.Expect("t")
 		got := time.Now()
 		ns, err := strconv.ParseInt(string(e.Data), 10, 64)
 		require.NoError(b, err)

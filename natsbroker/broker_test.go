@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/wspub/wspub"
+	"github.com/wspub/wspub/internal/wstest"
 )
 
 // delivery is one call of deliver.
@@ -108,7 +109,7 @@ func TestBrokerLifecycle(t *testing.T) {
 func TestDropsCounted(t *testing.T) {
 	url := natsURL(t)
 	nc, other := connect(t, url), connect(t, url)
-	logger, logs := newLogger()
+	logger, logs := wstest.NewLogger()
 	b, err := New(nc, &Options{Prefix: testPrefix(t), BufferSize: 4, Logger: logger})
 	require.NoError(t, err)
 	release := make(chan struct{})
@@ -147,8 +148,8 @@ func TestDropsCounted(t *testing.T) {
 		assert.Less(t, prev, cur, "order")
 	}
 	mu.Unlock()
-	eventually(t, func() bool { return len(logs.events("nats_broker_dropped")) == 1 })
-	e := logs.events("nats_broker_dropped")[0]
+	eventually(t, func() bool { return len(logs.Events("nats_broker_dropped")) == 1 })
+	e := logs.Events("nats_broker_dropped")[0]
 	assert.Equal(t, b.Dropped(), e["total"])
 
 	dropped := b.Dropped()
@@ -161,11 +162,11 @@ func TestDropsCounted(t *testing.T) {
 // node (RELIABILITY.md row 18).
 func TestMultiNodeExactlyOnce(t *testing.T) {
 	nodes := startNodes(t, natsURL(t), 3, wspub.Options{})
-	var clients []*client
+	var clients []*wstest.Conn
 	for _, n := range nodes {
 		for range 2 {
 			c := dial(t, n.url)
-			c.subscribe("news")
+			c.Subscribe("news", "s")
 			clients = append(clients, c)
 		}
 	}
@@ -188,12 +189,12 @@ func TestMultiNodeExactlyOnce(t *testing.T) {
 		next := make([]int, len(nodes))
 		for range perNode * len(nodes) {
 			var from, j int
-			_, err := fmt.Sscanf(data[string](t, c.expect("m")), "%d-%d", &from, &j)
+			_, err := fmt.Sscanf(wstest.Data[string](t, c.Expect("m")), "%d-%d", &from, &j)
 			require.NoError(t, err)
 			require.Equal(t, next[from], j, "client %d: messages of node %d out of order", ci, from)
 			next[from]++
 		}
-		c.nothingMore("no-duplicate")
+		c.NothingPending("no-duplicate")
 	}
 	for i, n := range nodes {
 		st := n.hub.Stats()
@@ -214,22 +215,22 @@ func TestInterestFollowsSubscribers(t *testing.T) {
 	base, baseNC := b.broker.subscriptions(), b.nc.NumSubscriptions()
 	assert.True(t, b.broker.subscribed("wspub broadcast"), "the hub always listens to broadcasts")
 	c1, c2 := dial(t, b.url), dial(t, b.url)
-	c1.subscribe("room")
-	c2.subscribe("room")
-	c1.subscribe("fence")
+	c1.Subscribe("room", "s")
+	c2.Subscribe("room", "s")
+	c1.Subscribe("fence", "s")
 	assert.Equal(t, base+2, b.broker.subscriptions(), "one subscription per channel, not per client")
 	assert.Equal(t, baseNC+2, b.nc.NumSubscriptions())
 
 	ctx := context.Background()
 	require.NoError(t, a.hub.Publish(ctx, "room", wspub.Message{Type: "hello"}))
-	c1.expect("hello")
-	c2.expect("hello")
+	c1.Expect("hello")
+	c2.Expect("hello")
 
-	c1.unsubscribe("room")
+	c1.Unsubscribe("room", "u")
 	assert.True(t, b.broker.subscribed("room"), "c2 is still there")
 	require.NoError(t, a.hub.Publish(ctx, "room", wspub.Message{Type: "still"}))
-	c2.expect("still")
-	c2.unsubscribe("room")
+	c2.Expect("still")
+	c2.Unsubscribe("room", "u")
 	assert.False(t, b.broker.subscribed("room"))
 	assert.Equal(t, base+1, b.broker.subscriptions())
 	assert.Equal(t, baseNC+1, b.nc.NumSubscriptions())
@@ -237,11 +238,11 @@ func TestInterestFollowsSubscribers(t *testing.T) {
 	received, inMsgs := b.hub.Stats().BrokerReceived, b.nc.Stats().InMsgs
 	require.NoError(t, a.hub.Publish(ctx, "room", wspub.Message{Type: "gone"}))
 	require.NoError(t, a.hub.Publish(ctx, "fence", wspub.Message{Type: "fence"}))
-	c1.expect("fence") // published after "room" on the same connection: "room" would be here by now
+	c1.Expect("fence") // published after "room" on the same connection: "room" would be here by now
 	assert.Equal(t, received+1, b.hub.Stats().BrokerReceived, "only the fence reached node B")
 	assert.Equal(t, inMsgs+1, b.nc.Stats().InMsgs, "the server no longer sends the channel to node B")
-	c1.nothingMore("x")
-	c2.nothingMore("y")
+	c1.NothingPending("x")
+	c2.NothingPending("y")
 }
 
 // TestMultiNodeUsersAndBroadcast: SendToUser reaches the user's connections on other
@@ -255,21 +256,21 @@ func TestMultiNodeUsersAndBroadcast(t *testing.T) {
 	ctx := context.Background()
 	// No waiting: once its handshake is done, a user is reachable from every node.
 	require.NoError(t, nodes[0].hub.SendToUser(ctx, "alice", wspub.Message{Type: "note", Data: "for alice"}))
-	for _, c := range []*client{alice1, alice2} {
-		e := c.expect("note")
-		assert.Equal(t, "for alice", data[string](t, e))
+	for _, c := range []*wstest.Conn{alice1, alice2} {
+		e := c.Expect("note")
+		assert.Equal(t, "for alice", wstest.Data[string](t, e))
 		assert.Empty(t, e.Channel)
 	}
 	require.NoError(t, nodes[2].hub.Broadcast(ctx, wspub.Message{Type: "all"}))
-	for i, c := range []*client{alice1, alice2, bob} {
-		c.expect("all")
-		c.nothingMore(fmt.Sprint("once-", i))
+	for i, c := range []*wstest.Conn{alice1, alice2, bob} {
+		c.Expect("all")
+		c.NothingPending(fmt.Sprint("once-", i))
 	}
 
 	assert.True(t, nodes[1].broker.subscribed("wspub user alice"))
 	assert.False(t, nodes[0].broker.subscribed("wspub user alice"))
-	require.NoError(t, alice1.ws.CloseNow())
-	require.NoError(t, alice2.ws.CloseNow())
+	require.NoError(t, alice1.WS.CloseNow())
+	require.NoError(t, alice2.WS.CloseNow())
 	for _, n := range nodes[1:] {
 		eventually(t, func() bool { return !n.broker.subscribed("wspub user alice") },
 			"the last connection of a user ends its subscription")
@@ -289,22 +290,22 @@ func TestChannelNamesEndToEnd(t *testing.T) {
 	}
 	all, star := dial(t, b.url), dial(t, b.url)
 	for _, name := range names {
-		all.subscribe(name)
+		all.Subscribe(name, "s")
 	}
-	star.subscribe("*")
+	star.Subscribe("*", "s")
 	ctx := context.Background()
 	for _, name := range names {
 		require.NoError(t, a.hub.Publish(ctx, name, wspub.Message{Type: "m", Data: name}))
 	}
 	for _, name := range names {
-		e := all.expect("m")
+		e := all.Expect("m")
 		assert.Equal(t, name, e.Channel)
-		assert.Equal(t, name, data[string](t, e))
+		assert.Equal(t, name, wstest.Data[string](t, e))
 	}
-	all.nothingMore("all")
-	e := star.expect("m")
+	all.NothingPending("all")
+	e := star.Expect("m")
 	assert.Equal(t, "*", e.Channel)
-	star.nothingMore("star")
+	star.NothingPending("star")
 	assert.Equal(t, uint64(len(names)), b.hub.Stats().BrokerReceived)
 }
 
@@ -313,7 +314,7 @@ func TestChannelNamesEndToEnd(t *testing.T) {
 func TestPublishWhileClosedConn(t *testing.T) {
 	url := natsURL(t)
 	nc := connect(t, url)
-	logger, logs := newLogger()
+	logger, logs := wstest.NewLogger()
 	b, err := New(nc, &Options{Prefix: testPrefix(t), Logger: logger})
 	require.NoError(t, err)
 	require.NoError(t, b.Start(func(string, []byte) {}))
@@ -323,7 +324,7 @@ func TestPublishWhileClosedConn(t *testing.T) {
 	assert.ErrorIs(t, b.Publish(context.Background(), "c", []byte("x")), ErrDown)
 	assert.ErrorIs(t, b.Subscribe(context.Background(), "d"), nats.ErrConnectionClosed)
 	eventually(t, func() bool { return b.Outages() == 1 })
-	eventually(t, func() bool { return len(logs.events("nats_broker_down")) == 1 })
-	assert.Equal(t, "CLOSED", logs.events("nats_broker_down")[0]["status"])
+	eventually(t, func() bool { return len(logs.Events("nats_broker_down")) == 1 })
+	assert.Equal(t, "CLOSED", logs.Events("nats_broker_down")[0]["status"])
 	require.NoError(t, b.Close(), "nothing left to end on a closed connection")
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/wspub/wspub"
+	"github.com/wspub/wspub/internal/wstest"
 )
 
 // TestBrokerDownAndRestart kills the test's own nats-server with SIGKILL and starts it
@@ -23,19 +24,19 @@ func TestBrokerDownAndRestart(t *testing.T) {
 	srv := startNATSServer(t)
 	prefix := testPrefix(t)
 	hubOpts := wspub.Options{BrokerTimeout: 500 * time.Millisecond}
-	logA, logsA := newLogger()
-	logB, logsB := newLogger()
+	logA, logsA := wstest.NewLogger()
+	logB, logsB := wstest.NewLogger()
 	// A confirms its publishes, so that even a Publish racing the crash fails; B relies
 	// on the connection's state.
 	a := startNode(t, srv.url(), prefix, hubOpts, Options{Logger: logA, Confirm: true})
 	b := startNode(t, srv.url(), prefix, hubOpts, Options{Logger: logB})
 	ca, cb := dial(t, a.url), dial(t, b.url)
-	ca.subscribe("x")
-	cb.subscribe("x")
+	ca.Subscribe("x", "s")
+	cb.Subscribe("x", "s")
 	ctx := context.Background() // no deadline: BrokerTimeout bounds the broker's part
 	require.NoError(t, a.hub.Publish(ctx, "x", wspub.Message{Type: "before"}))
-	ca.expect("before")
-	cb.expect("before")
+	ca.Expect("before")
+	cb.Expect("before")
 
 	srv.kill()
 
@@ -46,7 +47,7 @@ func TestBrokerDownAndRestart(t *testing.T) {
 	assert.ErrorIs(t, err, wspub.ErrBroker)
 	assert.ErrorIs(t, err, ErrDown)
 	assert.Less(t, time.Since(start), time.Second)
-	ca.expect("during-a") // this node's subscriber is served all the same
+	ca.Expect("during-a") // this node's subscriber is served all the same
 
 	// Row 16, once B knows: Publish fails without waiting at all.
 	eventually(t, func() bool { return !b.hub.Stats().BrokerUp }, "node B sees the outage")
@@ -56,17 +57,17 @@ func TestBrokerDownAndRestart(t *testing.T) {
 	assert.ErrorIs(t, err, wspub.ErrBroker)
 	assert.ErrorIs(t, err, ErrDown)
 	assert.Less(t, time.Since(start), 100*time.Millisecond)
-	cb.expect("during-b")
+	cb.Expect("during-b")
 
 	// A subscription made during the outage is acknowledged locally and sent when the
 	// connection is back.
 	late := dial(t, b.url)
 	start = time.Now()
-	late.subscribe("late")
+	late.Subscribe("late", "s")
 	assert.Less(t, time.Since(start), time.Second, "a subscribe does not wait for the broker")
 	assert.GreaterOrEqual(t, b.hub.Stats().BrokerErrors, uint64(2), "the failed publish and subscribe")
 	eventually(t, func() bool {
-		return len(logsA.events("nats_broker_down")) == 1 && len(logsB.events("nats_broker_down")) == 1
+		return len(logsA.Events("nats_broker_down")) == 1 && len(logsB.Events("nats_broker_down")) == 1
 	})
 
 	// Row 17: the server comes back on the same port.
@@ -76,19 +77,19 @@ func TestBrokerDownAndRestart(t *testing.T) {
 		assert.GreaterOrEqual(t, n.hub.Stats().BrokerOutages, uint64(1))
 	}
 	crossesEventually(t, a, b, "x", "again-ab")
-	cb.until("again-ab")
+	cb.Until("again-ab")
 	crossesEventually(t, a, b, "late", "again-late")
-	late.until("again-late")
+	late.Until("again-late")
 	crossesEventually(t, b, a, "x", "again-ba") // and the other way
-	ca.until("again-ba")                        // after A's own "again-ab"s
+	ca.Until("again-ba")                        // after A's own "again-ab"s
 
-	for name, logs := range map[string]*logRecorder{"A": logsA, "B": logsB} {
-		eventually(t, func() bool { return len(logs.events("nats_broker_up")) == 1 }, "node %s logs the reconnect", name)
-		down := logs.events("nats_broker_down")
+	for name, logs := range map[string]*wstest.LogRecorder{"A": logsA, "B": logsB} {
+		eventually(t, func() bool { return len(logs.Events("nats_broker_up")) == 1 }, "node %s logs the reconnect", name)
+		down := logs.Events("nats_broker_down")
 		require.Len(t, down, 1, "node %s: one outage, logged once", name)
 		assert.Equal(t, slog.LevelWarn, down[0]["level"])
-		assert.Equal(t, slog.LevelInfo, logs.events("nats_broker_up")[0]["level"])
-		assert.Equal(t, []string{"nats_broker_down", "nats_broker_up"}, logs.messages(), "node %s", name)
+		assert.Equal(t, slog.LevelInfo, logs.Events("nats_broker_up")[0]["level"])
+		assert.Equal(t, []string{"nats_broker_down", "nats_broker_up"}, logs.Messages(), "node %s", name)
 		assert.Equal(t, uint64(1), map[string]*node{"A": a, "B": b}[name].broker.Outages())
 	}
 }

@@ -1,29 +1,22 @@
 package natsbroker
 
 import (
-	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 	"github.com/wspub/wspub"
+	"github.com/wspub/wspub/internal/wstest"
 )
 
 // testTimeout bounds every test's dialing and reading.
@@ -40,19 +33,11 @@ func natsURL(t testing.TB) string {
 	}
 	nc, err := nats.Connect(url, nats.Timeout(2*time.Second), nats.NoReconnect())
 	if err != nil {
-		unavailable(t, "NATS is unreachable at %s (%v): start one with `nats-server -a 127.0.0.1 -p 4222` "+
+		wstest.Unavailable(t, "NATS is unreachable at %s (%v): start one with `nats-server -a 127.0.0.1 -p 4222` "+
 			"(Debian package nats-server), or point WSPUB_NATS_URL at one", url, err)
 	}
 	nc.Close()
 	return url
-}
-
-func unavailable(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
 }
 
 // testPrefix returns a subject prefix no other test or run shares.
@@ -91,12 +76,7 @@ func startNode(t testing.TB, url, prefix string, hubOpts wspub.Options, brokerOp
 	require.NoError(t, err)
 	hubOpts.Broker = b
 	h := wspub.New(&hubOpts)
-	srv := httptest.NewServer(h)
-	t.Cleanup(func() {
-		_ = h.Close()
-		srv.Close()
-	})
-	return &node{hub: h, broker: b, nc: nc, url: "ws" + strings.TrimPrefix(srv.URL, "http")}
+	return &node{hub: h, broker: b, nc: nc, url: wstest.ServeHub(t, h)}
 }
 
 // startNodes starts n nodes sharing a fresh prefix on the NATS server at url.
@@ -134,162 +114,10 @@ func userFromQuery(r *http.Request) (wspub.Identity, error) {
 	return wspub.Identity{UserID: u}, nil
 }
 
-// envelope is any server message as a client sees it.
-type envelope struct {
-	Type    string          `json:"type"`
-	Channel string          `json:"channel,omitempty"`
-	ID      string          `json:"id,omitempty"`
-	Code    string          `json:"code,omitempty"`
-	Message string          `json:"message,omitempty"`
-	Data    json.RawMessage `json:"data,omitempty"`
-}
-
-// client is a real WebSocket client of a node. It splits batched frames on '\n'.
-type client struct {
-	t       testing.TB
-	ws      *websocket.Conn
-	ctx     context.Context
-	pending [][]byte
-}
-
-func dial(t testing.TB, url string) *client {
+// dial connects a WebSocket client to a node, without a read limit.
+func dial(t testing.TB, url string) *wstest.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	t.Cleanup(cancel)
-	ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{wspub.Subprotocol}})
-	require.NoError(t, err)
-	if resp.Body != nil {
-		_ = resp.Body.Close()
-	}
-	ws.SetReadLimit(-1)
-	t.Cleanup(func() { _ = ws.CloseNow() })
-	return &client{t: t, ws: ws, ctx: ctx}
-}
-
-func (c *client) send(v any) {
-	c.t.Helper()
-	b, err := json.Marshal(v)
-	require.NoError(c.t, err)
-	require.NoError(c.t, c.ws.Write(c.ctx, websocket.MessageText, b))
-}
-
-// next returns the next message (one line of a frame).
-func (c *client) next() envelope {
-	c.t.Helper()
-	for len(c.pending) == 0 {
-		typ, b, err := c.ws.Read(c.ctx)
-		require.NoError(c.t, err)
-		require.Equal(c.t, websocket.MessageText, typ)
-		c.pending = bytes.Split(b, []byte{'\n'})
-	}
-	m := c.pending[0]
-	c.pending = c.pending[1:]
-	var e envelope
-	require.NoError(c.t, json.Unmarshal(m, &e), "server sent %q", m)
-	return e
-}
-
-// expect reads the next message and checks its type.
-func (c *client) expect(typ string) envelope {
-	c.t.Helper()
-	e := c.next()
-	require.Equal(c.t, typ, e.Type, "message %+v", e)
-	return e
-}
-
-// until reads messages until one of type typ.
-func (c *client) until(typ string) envelope {
-	c.t.Helper()
-	for {
-		if e := c.next(); e.Type == typ {
-			return e
-		}
-	}
-}
-
-// subscribe subscribes and waits for the acknowledgement, which the hub sends once the
-// broker has confirmed the subscription.
-func (c *client) subscribe(channel string) {
-	c.t.Helper()
-	c.send(map[string]string{"type": "subscribe", "channel": channel, "id": "s"})
-	e := c.expect("subscribed")
-	require.Equal(c.t, channel, e.Channel)
-}
-
-func (c *client) unsubscribe(channel string) {
-	c.t.Helper()
-	c.send(map[string]string{"type": "unsubscribe", "channel": channel, "id": "u"})
-	e := c.expect("unsubscribed")
-	require.Equal(c.t, channel, e.Channel)
-}
-
-// nothingMore sends a ping and requires its pong as the very next message: nothing else,
-// a duplicate in particular, was queued for the client before it.
-func (c *client) nothingMore(id string) {
-	c.t.Helper()
-	c.send(map[string]string{"type": "ping", "id": id})
-	e := c.next()
-	require.Equal(c.t, envelope{Type: "pong", ID: id}, e, "expected the pong, got another message")
-}
-
-// data decodes a message's data.
-func data[T any](t testing.TB, e envelope) T {
-	t.Helper()
-	var v T
-	require.NoError(t, json.Unmarshal(e.Data, &v), "data %s", e.Data)
-	return v
-}
-
-// logRecorder is a slog.Handler that keeps every record's message.
-type logRecorder struct {
-	mu      sync.Mutex
-	records []slog.Record
-}
-
-func newLogger() (*slog.Logger, *logRecorder) {
-	r := &logRecorder{}
-	return slog.New(r), r
-}
-
-func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
-func (r *logRecorder) WithGroup(string) slog.Handler            { return r }
-func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.records = append(r.records, rec.Clone())
-	return nil
-}
-
-// events returns the records with the given message, each as a map of its attributes
-// plus its level.
-func (r *logRecorder) events(msg string) []map[string]any {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []map[string]any
-	for _, rec := range r.records {
-		if rec.Message != msg {
-			continue
-		}
-		m := map[string]any{"level": rec.Level}
-		rec.Attrs(func(a slog.Attr) bool {
-			m[a.Key] = a.Value.Any()
-			return true
-		})
-		out = append(out, m)
-	}
-	return out
-}
-
-// messages returns the messages of all records, in order.
-func (r *logRecorder) messages() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]string, len(r.records))
-	for i, rec := range r.records {
-		out[i] = rec.Message
-	}
-	return out
+	return wstest.Dial(t, url, &wstest.DialOptions{Timeout: testTimeout, ReadLimit: -1})
 }
 
 // eventually waits for cond, polling briefly.
@@ -314,14 +142,10 @@ func startNATSServer(t testing.TB) *natsServer {
 	if err != nil {
 		bin = "/usr/sbin/nats-server"
 		if _, err := os.Stat(bin); err != nil {
-			unavailable(t, "nats-server is not installed (apt-get install nats-server): the fault tests run their own")
+			wstest.Unavailable(t, "nats-server is not installed (apt-get install nats-server): the fault tests run their own")
 		}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	require.NoError(t, l.Close())
-	s := &natsServer{t: t, bin: bin, port: port}
+	s := &natsServer{t: t, bin: bin, port: wstest.FreePort(t)}
 	t.Cleanup(s.kill)
 	s.start()
 	return s

@@ -2,6 +2,7 @@ package prommetrics
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/wspub/wspub"
+	"github.com/wspub/wspub/internal/wstest"
 )
 
 // statNames are the metrics read from Hub.Stats, in the order of its fields.
@@ -53,14 +55,14 @@ func TestCollectorFollowsHub(t *testing.T) {
 	hub, url := startHub(t, &wspub.Options{Observer: obs})
 	col := NewCollector(hub, obs, nil)
 	a, b := dial(t, url), dial(t, url)
-	a.subscribe("a")
-	b.subscribe("a")
+	a.Subscribe("a", "1")
+	b.Subscribe("a", "1")
 
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	require.NoError(t, hub.Publish(ctx, "a", wspub.Message{Type: "note", Data: "hi"}))
-	for _, c := range []*client{a, b} {
-		assert.Equal(t, envelope{Type: "note", Channel: "a"}, c.next())
+	for _, c := range []*wstest.Conn{a, b} {
+		assert.Equal(t, wstest.Msg{Type: "note", Channel: "a", Data: json.RawMessage(`"hi"`)}, c.Next())
 	}
 	// The ack and the message, one frame each, to each client.
 	eventually(t, func() bool { st := hub.Stats(); return st.Delivered == 4 && st.Frames == 4 })
@@ -128,7 +130,7 @@ wspub_publish_fanout_recipients_count 1
 	assert.Equal(t, uint64(1), recipients.GetBucket()[0].GetCumulativeCount(), "le=0: the publish to nobody")
 
 	// A client leaving moves the gauges down and the disconnects up.
-	require.NoError(t, b.ws.CloseNow())
+	require.NoError(t, b.WS.CloseNow())
 	eventually(t, func() bool { return testutil.ToFloat64(stat(t, col, "connections")) == 1 })
 	assert.Equal(t, 1.0, testutil.ToFloat64(stat(t, col, "subscriptions")))
 	assert.Equal(t, 1.0, testutil.ToFloat64(stat(t, col, "disconnects_total")))
@@ -153,7 +155,7 @@ func TestCollectorLint(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			obs := NewObserver(opts)
 			hub, url := startHub(t, &wspub.Options{Observer: obs})
-			dial(t, url).subscribe("a")
+			dial(t, url).Subscribe("a", "1")
 			require.NoError(t, hub.Publish(context.Background(), "a", wspub.Message{Type: "note"}))
 
 			col := NewCollector(hub, obs, nil)

@@ -1,19 +1,14 @@
 package prommetrics
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 	"github.com/wspub/wspub"
+	"github.com/wspub/wspub/internal/wstest"
 )
 
 // testTimeout bounds every test's dialing and reading.
@@ -24,63 +19,13 @@ const testTimeout = 30 * time.Second
 func startHub(t *testing.T, opts *wspub.Options) (*wspub.Hub, string) {
 	t.Helper()
 	hub := wspub.New(opts)
-	srv := httptest.NewServer(hub)
-	t.Cleanup(func() {
-		_ = hub.Close()
-		srv.Close()
-	})
-	return hub, "ws" + strings.TrimPrefix(srv.URL, "http")
+	return hub, wstest.ServeHub(t, hub)
 }
 
-// client is a real WebSocket client of a test hub.
-type client struct {
-	t       *testing.T
-	ws      *websocket.Conn
-	ctx     context.Context
-	pending [][]byte // messages of the last frame not read yet
-}
-
-func dial(t *testing.T, url string) *client {
+// dial connects a WebSocket client to a test hub.
+func dial(t *testing.T, url string) *wstest.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	t.Cleanup(cancel)
-	ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{wspub.Subprotocol}})
-	require.NoError(t, err)
-	if resp.Body != nil {
-		_ = resp.Body.Close()
-	}
-	t.Cleanup(func() { _ = ws.CloseNow() })
-	return &client{t: t, ws: ws, ctx: ctx}
-}
-
-// envelope is a server message as a client sees it.
-type envelope struct {
-	Type    string `json:"type"`
-	Channel string `json:"channel"`
-	ID      string `json:"id"`
-}
-
-// next returns the next message; a frame may hold several, separated by '\n'.
-func (c *client) next() envelope {
-	c.t.Helper()
-	for len(c.pending) == 0 {
-		_, b, err := c.ws.Read(c.ctx)
-		require.NoError(c.t, err)
-		c.pending = bytes.Split(b, []byte{'\n'})
-	}
-	var e envelope
-	require.NoError(c.t, json.Unmarshal(c.pending[0], &e), "server sent %q", c.pending[0])
-	c.pending = c.pending[1:]
-	return e
-}
-
-// subscribe subscribes to channel and waits for the acknowledgement.
-func (c *client) subscribe(channel string) {
-	c.t.Helper()
-	require.NoError(c.t, c.ws.Write(c.ctx, websocket.MessageText,
-		[]byte(`{"type":"subscribe","channel":"`+channel+`","id":"1"}`)))
-	e := c.next()
-	require.Equal(c.t, envelope{Type: "subscribed", Channel: channel, ID: "1"}, e)
+	return wstest.Dial(t, url, &wstest.DialOptions{Timeout: testTimeout})
 }
 
 // eventually waits for cond, polling briefly.

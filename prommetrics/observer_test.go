@@ -18,7 +18,7 @@ func TestObserverEviction(t *testing.T) {
 	obs := NewObserver(nil)
 	hub, url := startHub(t, &wspub.Options{Observer: obs, MaxQueueBytes: 16 << 10})
 	col := NewCollector(hub, obs, nil)
-	dial(t, url).subscribe("s") // and never reads again
+	dial(t, url).Subscribe("s", "1") // and never reads again
 
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
@@ -77,7 +77,7 @@ func TestObserverNil(t *testing.T) {
 		obs.Eviction(1, 1)
 	})
 	hub, url := startHub(t, &wspub.Options{Observer: obs})
-	dial(t, url).subscribe("a")
+	dial(t, url).Subscribe("a", "1")
 	assert.NotPanics(t, func() { _ = hub.Publish(context.Background(), "a", wspub.Message{Type: "m"}) })
 	assert.Equal(t, len(statNames), testutil.CollectAndCount(NewCollector(hub, obs, nil)))
 }

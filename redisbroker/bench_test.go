@@ -43,7 +43,7 @@ func BenchmarkCrossNodeLatency(b *testing.B) {
 // has reached the client of url, and reports the latency percentiles.
 func measureLatency(b *testing.B, pub *wspub.Hub, url string) {
 	c := dial(b, url)
-	c.subscribe("latency")
+	c.Subscribe("latency", "s")
 	ctx := context.Background()
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
@@ -51,7 +51,7 @@ func measureLatency(b *testing.B, pub *wspub.Hub, url string) {
 		if err := pub.Publish(ctx, "latency", wspub.Message{Type: "t", Data: time.Now().UnixNano()}); err != nil {
 			b.Fatal(err)
 		}
-		e := c.next()
+		e := c.Next()
 		now := time.Now().UnixNano()
 		var sent int64
 		if err := json.Unmarshal(e.Data, &sent); err != nil || e.Type != "t" {

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/wspub/wspub/internal/wstest"
 	"github.com/wspub/wspub/redisbroker"
 )
 
@@ -58,7 +59,7 @@ func testChannelsAndPayloads(t *testing.T, addr string, protocol int) {
 	prefix := uniquePrefix(t)
 	admin := newClient(t, addr)
 	got := make(chan delivery, 64)
-	logger, logs := newLogger()
+	logger, logs := wstest.NewLogger()
 	start := func(opts redisbroker.Options, deliver func(string, []byte)) *redisbroker.Broker {
 		rdb := redis.NewClient(&redis.Options{Addr: addr, Protocol: protocol})
 		t.Cleanup(func() { _ = rdb.Close() })
@@ -97,9 +98,9 @@ func testChannelsAndPayloads(t *testing.T, addr string, protocol int) {
 	}
 	eventually(t, sub.Up)
 	assert.Zero(t, sub.Outages())
-	ups := logs.events("redis_broker_up")
+	ups := logs.Events("redis_broker_up")
 	require.Len(t, ups, 1)
-	assert.Empty(t, logs.events("redis_broker_down"))
+	assert.Empty(t, logs.Events("redis_broker_down"))
 }
 
 // TestBrokerResubscribeAfterConnectionKill: when Redis drops the subscription connection
@@ -113,7 +114,7 @@ func TestBrokerResubscribeAfterConnectionKill(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: addr, ClientName: name}) // to find its connection
 	t.Cleanup(func() { _ = rdb.Close() })
 	got := make(chan delivery, 64)
-	logger, logs := newLogger()
+	logger, logs := wstest.NewLogger()
 	b := redisbroker.New(rdb, &redisbroker.Options{
 		Prefix: prefix, Logger: logger, ReconnectMin: 10 * time.Millisecond, ReconnectMax: 100 * time.Millisecond,
 	})
@@ -136,7 +137,7 @@ func TestBrokerResubscribeAfterConnectionKill(t *testing.T) {
 
 	require.NoError(t, admin.Publish(ctx, prefix+"ch2", "after").Err())
 	assert.Equal(t, delivery{"ch2", []byte("after")}, receive(t, got))
-	downs, ups := logs.events("redis_broker_down"), logs.events("redis_broker_up")
+	downs, ups := logs.Events("redis_broker_down"), logs.Events("redis_broker_up")
 	require.Len(t, downs, 1, "logged once per transition")
 	assert.NotEmpty(t, downs[0]["error"])
 	require.Len(t, ups, 2, "the first connection and the reconnection")
@@ -234,7 +235,7 @@ func TestBrokerClose(t *testing.T) {
 func TestBrokerUnreachable(t *testing.T) {
 	var mu sync.Mutex
 	var dials []time.Time
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(wstest.FreePort(t)))
 	rdb := redis.NewClient(&redis.Options{Addr: addr, Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		mu.Lock()
 		dials = append(dials, time.Now())
@@ -243,7 +244,7 @@ func TestBrokerUnreachable(t *testing.T) {
 		return d.DialContext(ctx, network, addr)
 	}})
 	t.Cleanup(func() { _ = rdb.Close() })
-	logger, logs := newLogger()
+	logger, logs := wstest.NewLogger()
 	const maxWait = 50 * time.Millisecond
 	b := redisbroker.New(rdb, &redisbroker.Options{Logger: logger, ReconnectMin: 5 * time.Millisecond, ReconnectMax: maxWait})
 	require.NoError(t, b.Start(func(string, []byte) {}))
@@ -260,7 +261,7 @@ func TestBrokerUnreachable(t *testing.T) {
 	assert.GreaterOrEqual(t, gap, maxWait/2-5*time.Millisecond, "reconnection attempts are paced")
 	assert.False(t, b.Up())
 	assert.Zero(t, b.Outages(), "never up: no outage")
-	downs := logs.events("redis_broker_down")
+	downs := logs.Events("redis_broker_down")
 	require.Len(t, downs, 1, "logged once, not per attempt")
 	assert.Contains(t, downs[0]["error"], "refused")
 
@@ -326,7 +327,7 @@ func TestBrokerHalfOpenConnection(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: px.addr(), ContextTimeoutEnabled: true})
 	t.Cleanup(func() { _ = rdb.Close() })
 	got := make(chan delivery, 64)
-	logger, logs := newLogger()
+	logger, logs := wstest.NewLogger()
 	const interval = 200 * time.Millisecond
 	b := redisbroker.New(rdb, &redisbroker.Options{
 		Prefix: prefix, Logger: logger, HealthCheckInterval: interval,
@@ -353,8 +354,8 @@ func TestBrokerHalfOpenConnection(t *testing.T) {
 	assert.Equal(t, uint64(1), b.Outages())
 	require.NoError(t, admin.Publish(ctx, prefix+"x", "back").Err())
 	assert.Equal(t, delivery{"x", []byte("back")}, receive(t, got))
-	require.Len(t, logs.events("redis_broker_down"), 1)
-	require.Len(t, logs.events("redis_broker_up"), 2)
+	require.Len(t, logs.Events("redis_broker_down"), 1)
+	require.Len(t, logs.Events("redis_broker_up"), 2)
 }
 
 // TestBrokerChangesSurviveErrors: a subscription change whose context ends before Redis

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/wspub/wspub"
+	"github.com/wspub/wspub/internal/wstest"
 	"github.com/wspub/wspub/redisbroker"
 )
 
@@ -36,17 +37,17 @@ func TestRedisDownAndRestart(t *testing.T) {
 			ReconnectMax:        500 * time.Millisecond,
 		}
 	}
-	loggerA, logsA := newLogger()
-	loggerB, logsB := newLogger()
+	loggerA, logsA := wstest.NewLogger()
+	loggerB, logsB := wstest.NewLogger()
 	a := startNode(t, srv.addr, prefix, hubOpts, brokerOpts(loggerA))
 	b := startNode(t, srv.addr, prefix, hubOpts, brokerOpts(loggerB))
 	ca, cb := dial(t, a.url), dial(t, b.url)
-	ca.subscribe("feed")
-	cb.subscribe("feed")
+	ca.Subscribe("feed", "s")
+	cb.Subscribe("feed", "s")
 	ctx := context.Background()
 	require.NoError(t, a.hub.Publish(ctx, "feed", wspub.Message{Type: "before"}))
-	ca.expect("before")
-	cb.expect("before")
+	ca.Expect("before")
+	cb.Expect("before")
 	eventually(t, func() bool { return a.hub.Stats().BrokerUp && b.hub.Stats().BrokerUp })
 
 	// Down.
@@ -57,13 +58,13 @@ func TestRedisDownAndRestart(t *testing.T) {
 	t.Logf("Publish with Redis down returned after %v: %v", elapsed, err)
 	require.ErrorIs(t, err, wspub.ErrBroker)
 	assert.Less(t, elapsed, time.Second, "Publish returns within about BrokerTimeout")
-	ca.expect("during") // this node's subscriber is served all the same
+	ca.Expect("during") // this node's subscriber is served all the same
 	eventually(t, func() bool { return !a.hub.Stats().BrokerUp && !b.hub.Stats().BrokerUp })
 	for _, n := range []*node{a, b} {
 		assert.Equal(t, uint64(1), n.hub.Stats().BrokerOutages)
 	}
 	late := dial(t, b.url)
-	late.subscribe("late") // the broker subscribe fails: acknowledged, and recorded
+	late.Subscribe("late", "s") // the broker subscribe fails: acknowledged, and recorded
 
 	// Restart.
 	srv.start()
@@ -78,10 +79,10 @@ func TestRedisDownAndRestart(t *testing.T) {
 
 	for i, n := range []struct {
 		broker   *redisbroker.Broker
-		logs     *logRecorder
+		logs     *wstest.LogRecorder
 		channels int64 // subscribed again: broadcast, feed, and late on b
 	}{{a.broker, logsA, 2}, {b.broker, logsB, 3}} {
-		downs, ups := n.logs.events("redis_broker_down"), n.logs.events("redis_broker_up")
+		downs, ups := n.logs.Events("redis_broker_down"), n.logs.Events("redis_broker_up")
 		outages := int(n.broker.Outages())
 		assert.Len(t, downs, outages, "node %d: one redis_broker_down per outage", i)
 		for _, d := range downs {
@@ -96,7 +97,7 @@ func TestRedisDownAndRestart(t *testing.T) {
 // crossUntilReceived publishes numbered probes on pub until c receives one: messages
 // published before the subscription is back are lost (at-most-once), so the test polls,
 // within a bound.
-func crossUntilReceived(t *testing.T, pub *wspub.Hub, channel string, c *wsClient) {
+func crossUntilReceived(t *testing.T, pub *wspub.Hub, channel string, c *wstest.Conn) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for i := 0; time.Now().Before(deadline); i++ {
@@ -104,7 +105,7 @@ func crossUntilReceived(t *testing.T, pub *wspub.Hub, channel string, c *wsClien
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = pub.Publish(ctx, channel, wspub.Message{Type: "probe", Data: probe}) // may fail while reconnecting
 		cancel()
-		if e, ok := c.tryNext(200 * time.Millisecond); ok {
+		if e, ok := c.TryNext(200 * time.Millisecond); ok {
 			require.Equal(t, "probe", e.Type, "message %+v", e)
 			require.Equal(t, channel, e.Channel)
 			return

@@ -3,7 +3,6 @@ module github.com/wspub/wspub/redisbroker
 go 1.24.0
 
 require (
-	github.com/coder/websocket v1.8.15
 	github.com/redis/go-redis/v9 v9.22.0
 	github.com/stretchr/testify v1.12.1
 	github.com/wspub/wspub v0.0.0
@@ -12,6 +11,7 @@ require (
 
 require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/coder/websocket v1.8.15 // indirect
 	go.uber.org/atomic v1.11.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/sys v0.30.0 // indirect

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/wspub/wspub"
+	"github.com/wspub/wspub/internal/wstest"
 )
 
 // TestMultiNodeExactlyOnce: three nodes, two clients subscribed on each; every node
@@ -21,11 +22,11 @@ import (
 func TestMultiNodeExactlyOnce(t *testing.T) {
 	addr := needRedis(t)
 	nodes := startNodes(t, addr, uniquePrefix(t), 3, wspub.Options{})
-	var clients []*wsClient
+	var clients []*wstest.Conn
 	for _, n := range nodes {
 		for range 2 {
 			c := dial(t, n.url)
-			c.subscribe("news")
+			c.Subscribe("news", "s")
 			clients = append(clients, c)
 		}
 	}
@@ -56,12 +57,12 @@ func TestMultiNodeExactlyOnce(t *testing.T) {
 		next := make([]int, len(nodes)) // the next message expected from each node
 		for range perNode * len(nodes) {
 			var n, i int
-			_, err := fmt.Sscanf(dataString(t, c.expect("m")), "%d-%d", &n, &i)
+			_, err := fmt.Sscanf(wstest.Data[string](t, c.Expect("m")), "%d-%d", &n, &i)
 			require.NoError(t, err)
 			require.Equal(t, next[n], i, "client %d: messages of node %d out of order", ci, n)
 			next[n]++
 		}
-		c.roundTrip("nothing-more") // no duplicate is waiting behind the last message
+		c.NothingPending("nothing-more") // no duplicate is waiting behind the last message
 	}
 	for i, n := range nodes {
 		st := n.hub.Stats()
@@ -95,30 +96,30 @@ func TestMultiNodeInterest(t *testing.T) {
 	c := dial(t, nodes[2].url)
 	assert.Zero(t, numsub("room"))
 	assert.NotContains(t, channels(), prefix+"room")
-	for _, cl := range []*wsClient{a1, a2, b, c} {
-		cl.subscribe("room")
+	for _, cl := range []*wstest.Conn{a1, a2, b, c} {
+		cl.Subscribe("room", "s")
 	}
 	assert.Equal(t, int64(3), numsub("room"), "one Redis subscription per node, not per client")
 	assert.Contains(t, channels(), prefix+"room")
 
-	a2.unsubscribe("room")
+	a2.Unsubscribe("room", "u")
 	assert.Equal(t, int64(3), numsub("room"), "node 0 still has a subscriber")
-	c.unsubscribe("room")
+	c.Unsubscribe("room", "u")
 	assert.Equal(t, int64(2), numsub("room"), "node 2's last subscriber left")
 	assert.Contains(t, channels(), prefix+"room")
 
 	require.NoError(t, nodes[2].hub.Publish(ctx, "room", wspub.Message{Type: "hello"}))
-	for _, cl := range []*wsClient{a1, b} {
-		cl.expect("hello")
-		cl.roundTrip("once")
+	for _, cl := range []*wstest.Conn{a1, b} {
+		cl.Expect("hello")
+		cl.NothingPending("once")
 	}
-	for _, cl := range []*wsClient{a2, c} {
-		cl.roundTrip("nothing") // unsubscribed: the message did not come
+	for _, cl := range []*wstest.Conn{a2, c} {
+		cl.NothingPending("nothing") // unsubscribed: the message did not come
 	}
 
-	require.NoError(t, b.ws.CloseNow())
+	require.NoError(t, b.WS.CloseNow())
 	eventually(t, func() bool { return numsub("room") == 1 }, "a disconnect ends node 1's subscription")
-	a1.unsubscribe("room")
+	a1.Unsubscribe("room", "u")
 	assert.Zero(t, numsub("room"))
 	assert.NotContains(t, channels(), prefix+"room")
 	for i, n := range nodes {
@@ -142,15 +143,15 @@ func TestMultiNodeUsersAndBroadcast(t *testing.T) {
 	// No waiting: once its handshake is done, a user is reachable from every node.
 	ctx := context.Background()
 	require.NoError(t, nodes[0].hub.SendToUser(ctx, alice, wspub.Message{Type: "note", Data: "for alice"}))
-	for _, c := range []*wsClient{alice1, alice2} {
-		e := c.expect("note")
-		assert.Equal(t, "for alice", dataString(t, e))
+	for _, c := range []*wstest.Conn{alice1, alice2} {
+		e := c.Expect("note")
+		assert.Equal(t, "for alice", wstest.Data[string](t, e))
 		assert.Empty(t, e.Channel)
 	}
 	require.NoError(t, nodes[2].hub.Broadcast(ctx, wspub.Message{Type: "all"}))
-	for i, c := range []*wsClient{alice1, alice2, bob} {
-		assert.Equal(t, envelope{Type: "all"}, c.next(), "client %d", i)
-		c.roundTrip("once")
+	for i, c := range []*wstest.Conn{alice1, alice2, bob} {
+		assert.Equal(t, wstest.Msg{Type: "all"}, c.Next(), "client %d", i)
+		c.NothingPending("once")
 	}
 
 	userChannels := func(suffix string) []string {
@@ -159,8 +160,8 @@ func TestMultiNodeUsersAndBroadcast(t *testing.T) {
 		return slices.DeleteFunc(res, func(ch string) bool { return !strings.HasSuffix(ch, suffix) })
 	}
 	assert.Len(t, userChannels(" "+alice), 1, "alice's channel on the broker")
-	require.NoError(t, alice1.ws.CloseNow())
-	require.NoError(t, alice2.ws.CloseNow())
+	require.NoError(t, alice1.WS.CloseNow())
+	require.NoError(t, alice2.WS.CloseNow())
 	eventually(t, func() bool { return len(userChannels(" "+alice)) == 0 },
 		"the last connection of a user ends its subscription")
 	assert.Len(t, userChannels(" bob"), 1)
@@ -176,7 +177,7 @@ func TestMultiNodeChannelNames(t *testing.T) {
 	names := []string{"café:☕", "a:b:c", "glob*", "a?[bc]*", `quo"te\`, "日本語/チャンネル", "🙂"}
 	c := dial(t, nodes[1].url)
 	for _, name := range names {
-		c.subscribe(name)
+		c.Subscribe(name, "s")
 	}
 	ctx := context.Background()
 	for _, name := range names {
@@ -187,11 +188,11 @@ func TestMultiNodeChannelNames(t *testing.T) {
 		require.NoError(t, nodes[0].hub.Publish(ctx, name, wspub.Message{Type: "m", Data: name}))
 	}
 	for _, name := range names {
-		e := c.expect("m")
+		e := c.Expect("m")
 		assert.Equal(t, name, e.Channel)
-		assert.Equal(t, name, dataString(t, e))
+		assert.Equal(t, name, wstest.Data[string](t, e))
 	}
-	c.roundTrip("nothing-more")
+	c.NothingPending("nothing-more")
 }
 
 // adminNumSub is PUBSUB NUMSUB for one Redis channel.

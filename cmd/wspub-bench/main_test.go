@@ -19,11 +19,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/wspub/wspub"
 	"go.uber.org/goleak"
+
+	"github.com/wspub/wspub/internal/wstest"
 )
 
 // helperEnv makes the test binary run wspub-bench with the variable's arguments instead
@@ -58,7 +58,7 @@ func startServer(t *testing.T) string {
 	return srv.URL
 }
 
-func wsURL(base string) string { return "ws" + strings.TrimPrefix(base, "http") + "/ws" }
+func wsURL(base string) string { return wstest.WSURL(base) + "/ws" }
 
 func getJSON(t *testing.T, url string, v any) {
 	t.Helper()
@@ -136,17 +136,8 @@ func TestServePublish(t *testing.T) {
 		{"paced", "paced", 128, 20, "1000", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-			defer cancel()
-			ws, _, err := websocket.Dial(ctx, wsURL(base), &websocket.DialOptions{Subprotocols: []string{wspub.Subprotocol}})
-			require.NoError(t, err)
-			defer ws.CloseNow()
-			ch, err := json.Marshal(tc.channel)
-			require.NoError(t, err)
-			require.NoError(t, ws.Write(ctx, websocket.MessageText, []byte(`{"type":"subscribe","channel":`+string(ch)+`}`)))
-			_, ack, err := ws.Read(ctx)
-			require.NoError(t, err)
-			require.Contains(t, string(ack), `"subscribed"`)
+			c := wstest.Dial(t, wsURL(base), &wstest.DialOptions{Timeout: testTimeout})
+			c.Subscribe(tc.channel, "s")
 
 			q := "channel=" + strings.ReplaceAll(tc.channel, `"`, "%22") + "&n=" + strconv.Itoa(tc.n) + "&size=" + strconv.Itoa(tc.size) + "&rate=" + tc.rate
 			before := time.Now().UnixNano()
@@ -164,43 +155,41 @@ func TestServePublish(t *testing.T) {
 			}
 
 			var lastTS int64
-			for seq := 0; seq < tc.n; {
-				_, frame, err := ws.Read(ctx)
+			for seq := range tc.n {
+				line, err := c.NextRaw()
 				require.NoError(t, err)
-				for _, line := range bytes.Split(frame, []byte("\n")) {
-					var m struct {
-						Type    string `json:"type"`
-						Channel string `json:"channel"`
-						Data    struct {
-							Seq int    `json:"seq"`
-							TS  int64  `json:"ts"`
-							Pad string `json:"pad"`
-						} `json:"data"`
-					}
-					require.NoError(t, json.Unmarshal(line, &m), "%s", line)
-					assert.Equal(t, "bench", m.Type)
-					assert.Equal(t, tc.channel, m.Channel)
-					assert.Equal(t, seq, m.Data.Seq)
-					assert.GreaterOrEqual(t, m.Data.TS, lastTS)
-					assert.Equal(t, strings.Repeat("x", len(m.Data.Pad)), m.Data.Pad)
-					switch {
-					case tc.wantLen == 0:
-						assert.Len(t, line, tc.size, "the envelope is size bytes")
-					case tc.wantLen < 0:
-						assert.Empty(t, m.Data.Pad)
-					}
-					if seq == 0 {
-						assert.Equal(t, pr.EnvelopeBytes, len(line))
-						assert.Equal(t, pr.FirstTS, m.Data.TS)
-					}
-					got, ts, ok := scanBench(line)
-					require.True(t, ok)
-					assert.Equal(t, int64(seq), got)
-					assert.Equal(t, m.Data.TS, ts)
-					lastTS = m.Data.TS
-					seq++
+				var m struct {
+					Type    string `json:"type"`
+					Channel string `json:"channel"`
+					Data    struct {
+						Seq int    `json:"seq"`
+						TS  int64  `json:"ts"`
+						Pad string `json:"pad"`
+					} `json:"data"`
 				}
+				require.NoError(t, json.Unmarshal(line, &m), "%s", line)
+				assert.Equal(t, "bench", m.Type)
+				assert.Equal(t, tc.channel, m.Channel)
+				assert.Equal(t, seq, m.Data.Seq)
+				assert.GreaterOrEqual(t, m.Data.TS, lastTS)
+				assert.Equal(t, strings.Repeat("x", len(m.Data.Pad)), m.Data.Pad)
+				switch {
+				case tc.wantLen == 0:
+					assert.Len(t, line, tc.size, "the envelope is size bytes")
+				case tc.wantLen < 0:
+					assert.Empty(t, m.Data.Pad)
+				}
+				if seq == 0 {
+					assert.Equal(t, pr.EnvelopeBytes, len(line))
+					assert.Equal(t, pr.FirstTS, m.Data.TS)
+				}
+				got, ts, ok := scanBench(line)
+				require.True(t, ok)
+				assert.Equal(t, int64(seq), got)
+				assert.Equal(t, m.Data.TS, ts)
+				lastTS = m.Data.TS
 			}
+			c.NothingPending("end") // the n messages, and nothing more
 		})
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -16,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/wspub/wspub"
+	"github.com/wspub/wspub/internal/wstest"
 )
 
 func TestMain(m *testing.M) {
@@ -51,114 +50,42 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// wireMsg is any message of the wspub protocol, as a client receives it.
-type wireMsg struct {
-	Type    string          `json:"type"`
-	Channel string          `json:"channel"`
-	ID      string          `json:"id"`
-	Code    string          `json:"code"`
-	Message string          `json:"message"`
-	Data    json.RawMessage `json:"data"`
-}
-
-// data decodes the message's data as an object of strings (and other values).
-func (m wireMsg) data(t *testing.T) map[string]any {
+// dataOf decodes the message's data as an object of strings (and other values).
+func dataOf(t *testing.T, m wstest.Msg) map[string]any {
 	t.Helper()
-	var d map[string]any
-	require.NoError(t, json.Unmarshal(m.Data, &d), "%+v", m)
-	return d
+	return wstest.Data[map[string]any](t, m)
 }
 
-// wsClient is a protocol client that splits every frame on '\n'.
+// wsClient is a protocol client of the example, with the assistant's own messages.
 type wsClient struct {
-	t    *testing.T
-	conn *websocket.Conn
-	buf  []wireMsg
+	*wstest.Conn
+	t *testing.T
 }
 
 func (e *testEnv) dial(t *testing.T, ctx context.Context) *wsClient {
 	t.Helper()
-	return dialURL(t, ctx, "ws"+strings.TrimPrefix(e.ts.URL, "http")+"/ws", e.ts.Client())
+	return dialURL(t, ctx, wstest.WSURL(e.ts.URL)+"/ws", e.ts.Client())
 }
 
 func dialURL(t *testing.T, ctx context.Context, url string, client *http.Client) *wsClient {
 	t.Helper()
-	conn, res, err := websocket.Dial(ctx, url, &websocket.DialOptions{
-		Subprotocols: []string{wspub.Subprotocol},
-		HTTPClient:   client,
-	})
-	require.NoError(t, err)
-	require.Equal(t, http.StatusSwitchingProtocols, res.StatusCode)
-	require.Equal(t, "wspub.v1", conn.Subprotocol())
-	t.Cleanup(func() { _ = conn.CloseNow() })
-	return &wsClient{t: t, conn: conn}
+	return &wsClient{t: t, Conn: wstest.Dial(t, url, &wstest.DialOptions{Context: ctx, HTTPClient: client})}
 }
 
 // send sends {"type":typ,"id":id,"data":data}; a nil data is left out.
-func (c *wsClient) send(ctx context.Context, typ, id string, data any) {
+func (c *wsClient) send(typ, id string, data any) {
 	c.t.Helper()
 	m := map[string]any{"type": typ, "id": id}
 	if data != nil {
 		m["data"] = data
 	}
-	b, err := json.Marshal(m)
-	require.NoError(c.t, err)
-	require.NoError(c.t, c.conn.Write(ctx, websocket.MessageText, b))
-}
-
-func (c *wsClient) nextOrErr(ctx context.Context) (wireMsg, error) {
-	for len(c.buf) == 0 {
-		typ, frame, err := c.conn.Read(ctx)
-		if err != nil {
-			return wireMsg{}, err
-		}
-		require.Equal(c.t, websocket.MessageText, typ)
-		for _, line := range bytes.Split(frame, []byte{'\n'}) {
-			var m wireMsg
-			require.NoError(c.t, json.Unmarshal(line, &m), "line %q", line)
-			c.buf = append(c.buf, m)
-		}
-	}
-	m := c.buf[0]
-	c.buf = c.buf[1:]
-	return m, nil
-}
-
-func (c *wsClient) next(ctx context.Context) wireMsg {
-	c.t.Helper()
-	m, err := c.nextOrErr(ctx)
-	require.NoError(c.t, err)
-	return m
-}
-
-// expect reads the next message and checks its type.
-func (c *wsClient) expect(ctx context.Context, typ string) wireMsg {
-	c.t.Helper()
-	m := c.next(ctx)
-	require.Equal(c.t, typ, m.Type, "%+v", m)
-	return m
-}
-
-// expectError reads the next message and checks it is an error reply with code and id.
-func (c *wsClient) expectError(ctx context.Context, code, id string) {
-	c.t.Helper()
-	m := c.expect(ctx, "error")
-	assert.Equal(c.t, code, m.Code, "%+v", m)
-	assert.Equal(c.t, id, m.ID, "the error reply echoes the message's id")
-	assert.NotEmpty(c.t, m.Message)
-}
-
-// ping checks the connection still works and that nothing else is queued before the pong.
-func (c *wsClient) ping(ctx context.Context, id string) {
-	c.t.Helper()
-	c.send(ctx, "ping", id, nil)
-	assert.Equal(c.t, wireMsg{Type: "pong", ID: id}, c.next(ctx))
+	c.Send(m)
 }
 
 // readStatus reads a status message for request and returns its answer id.
-func (c *wsClient) readStatus(ctx context.Context, request, state string) string {
+func (c *wsClient) readStatus(request, state string) string {
 	c.t.Helper()
-	d := c.expect(ctx, "status").data(c.t)
+	d := dataOf(c.t, c.Expect("status"))
 	assert.Equal(c.t, request, d["request"])
 	assert.Equal(c.t, state, d["state"])
 	id, _ := d["id"].(string)
@@ -220,15 +147,15 @@ func TestAskStreamsAnswer(t *testing.T) {
 	c := e.dial(t, ctx)
 
 	const prompt = "Should I buy AAPL?"
-	c.send(ctx, "ask", "q1", map[string]string{"prompt": "  " + prompt + "\n"})
-	id := c.readStatus(ctx, "q1", "thinking")
-	assert.Equal(t, id, c.readStatus(ctx, "q1", "writing"))
+	c.send("ask", "q1", map[string]string{"prompt": "  " + prompt + "\n"})
+	id := c.readStatus("q1", "thinking")
+	assert.Equal(t, id, c.readStatus("q1", "writing"))
 
 	var deltas []string
 	var done map[string]any
 	for done == nil {
-		m := c.next(ctx)
-		d := m.data(t)
+		m := c.Next()
+		d := dataOf(t, m)
 		assert.Equal(t, id, d["id"])
 		switch m.Type {
 		case "stream.delta":
@@ -245,7 +172,7 @@ func TestAskStreamsAnswer(t *testing.T) {
 	assert.Equal(t, done["text"], strings.Join(deltas, ""), "the chunks, in order, make the full text")
 	assert.Contains(t, done["text"], "“"+prompt+"”", "the answer is built from the (trimmed) prompt")
 
-	rec := c.expect(ctx, "recommendation")
+	rec := c.Expect("recommendation")
 	var r struct {
 		ID      string   `json:"id"`
 		Actions []action `json:"actions"`
@@ -256,8 +183,8 @@ func TestAskStreamsAnswer(t *testing.T) {
 	assert.Contains(t, r.Actions, action{ID: "show_chart", Label: "Show chart"})
 
 	// A recommended action is confirmed with a notice.
-	c.send(ctx, "action_clicked", "c1", map[string]string{"action": "run_backtest", "answer": id})
-	n := c.expect(ctx, "notice").data(t)
+	c.send("action_clicked", "c1", map[string]string{"action": "run_backtest", "answer": id})
+	n := dataOf(t, c.Expect("notice"))
 	assert.Equal(t, "c1", n["request"])
 	assert.Equal(t, "run_backtest", n["action"])
 	assert.Equal(t, id, n["answer"])
@@ -265,13 +192,13 @@ func TestAskStreamsAnswer(t *testing.T) {
 
 	// ui_state_changed is accepted silently: the next thing the client gets is the pong
 	// to the ping it sent after it, not an error.
-	c.send(ctx, "ui_state_changed", "u1", map[string]any{"panel": "sources", "open": true})
-	c.send(ctx, "ui_state_changed", "u2", map[string]any{"panel": "sources", "open": false})
-	c.ping(ctx, "p1")
+	c.send("ui_state_changed", "u1", map[string]any{"panel": "sources", "open": true})
+	c.send("ui_state_changed", "u2", map[string]any{"panel": "sources", "open": false})
+	c.NothingPending("p1")
 
 	// The connection may ask again once the answer is done.
-	c.send(ctx, "ask", "q2", map[string]string{"prompt": "And MSFT?"})
-	assert.NotEqual(t, id, c.readStatus(ctx, "q2", "thinking"), "every answer has an id of its own")
+	c.send("ask", "q2", map[string]string{"prompt": "And MSFT?"})
+	assert.NotEqual(t, id, c.readStatus("q2", "thinking"), "every answer has an id of its own")
 	require.Eventually(t, func() bool { return e.app.activeStreams() == 0 }, 5*time.Second, time.Millisecond)
 }
 
@@ -304,27 +231,27 @@ func TestInvalidMessages(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id := strings.ReplaceAll(tc.name, " ", "-")
-			c.send(ctx, tc.typ, id, tc.data)
-			c.expectError(ctx, tc.code, id)
+			c.send(tc.typ, id, tc.data)
+			c.ExpectError(tc.code, id)
 		})
 	}
-	c.ping(ctx, "still-open") // error replies never cost the connection
+	c.NothingPending("still-open") // error replies never cost the connection
 	assert.Zero(t, e.app.activeStreams())
 
 	// 500 characters (not bytes) is the limit.
-	c.send(ctx, "ask", "q500", map[string]string{"prompt": strings.Repeat("é", 500)})
-	c.readStatus(ctx, "q500", "thinking")
+	c.send("ask", "q500", map[string]string{"prompt": strings.Repeat("é", 500)})
+	c.readStatus("q500", "thinking")
 }
 
 func TestAnswerOfAnotherConnection(t *testing.T) {
 	e := newTestEnv(t, fast)
 	ctx := testContext(t)
 	alice, bob := e.dial(t, ctx), e.dial(t, ctx)
-	alice.send(ctx, "ask", "q1", map[string]string{"prompt": "hello"})
-	id := alice.readStatus(ctx, "q1", "thinking")
+	alice.send("ask", "q1", map[string]string{"prompt": "hello"})
+	id := alice.readStatus("q1", "thinking")
 
-	bob.send(ctx, "action_clicked", "c1", map[string]string{"action": "show_chart", "answer": id})
-	bob.expectError(ctx, "unknown_answer", "c1")
+	bob.send("action_clicked", "c1", map[string]string{"action": "show_chart", "answer": id})
+	bob.ExpectError("unknown_answer", "c1")
 }
 
 func TestBusy(t *testing.T) {
@@ -332,15 +259,15 @@ func TestBusy(t *testing.T) {
 	ctx := testContext(t)
 	a, b, c := e.dial(t, ctx), e.dial(t, ctx), e.dial(t, ctx)
 
-	a.send(ctx, "ask", "q1", map[string]string{"prompt": "one"})
-	a.readStatus(ctx, "q1", "thinking")
-	a.send(ctx, "ask", "q2", map[string]string{"prompt": "two"})
-	a.expectError(ctx, "busy", "q2") // one answer at a time per connection
+	a.send("ask", "q1", map[string]string{"prompt": "one"})
+	a.readStatus("q1", "thinking")
+	a.send("ask", "q2", map[string]string{"prompt": "two"})
+	a.ExpectError("busy", "q2") // one answer at a time per connection
 
-	b.send(ctx, "ask", "q1", map[string]string{"prompt": "one"})
-	b.readStatus(ctx, "q1", "thinking")
-	c.send(ctx, "ask", "q1", map[string]string{"prompt": "one"})
-	c.expectError(ctx, "busy", "q1") // MaxStreams over all connections
+	b.send("ask", "q1", map[string]string{"prompt": "one"})
+	b.readStatus("q1", "thinking")
+	c.send("ask", "q1", map[string]string{"prompt": "one"})
+	c.ExpectError("busy", "q1") // MaxStreams over all connections
 	assert.Equal(t, 2, e.app.activeStreams())
 }
 
@@ -351,25 +278,25 @@ func TestTimeout(t *testing.T) {
 	c := e.dial(t, ctx)
 
 	start := time.Now()
-	c.send(ctx, "ask", "q1", map[string]string{"prompt": "Please TIMEOUT on this one"})
-	id := c.readStatus(ctx, "q1", "thinking")
-	c.readStatus(ctx, "q1", "writing")
+	c.send("ask", "q1", map[string]string{"prompt": "Please TIMEOUT on this one"})
+	id := c.readStatus("q1", "thinking")
+	c.readStatus("q1", "writing")
 	for range stallAfter { // a few chunks, then the fake model stalls
-		d := c.expect(ctx, "stream.delta").data(t)
+		d := dataOf(t, c.Expect("stream.delta"))
 		assert.Equal(t, id, d["id"])
 	}
-	m := c.expect(ctx, "stream.error")
+	m := c.Expect("stream.error")
 	assert.GreaterOrEqual(t, time.Since(start), timeout, "the deadline ends the answer")
-	d := m.data(t)
+	d := dataOf(t, m)
 	assert.Equal(t, id, d["id"])
 	assert.Equal(t, "timeout", d["code"])
 	assert.Contains(t, d["message"], timeout.String())
 
 	// Nothing follows (no stream.done, no recommendation), and the connection may ask again.
-	c.ping(ctx, "p1")
+	c.NothingPending("p1")
 	require.Eventually(t, func() bool { return e.app.activeStreams() == 0 }, 5*time.Second, time.Millisecond)
-	c.send(ctx, "ask", "q2", map[string]string{"prompt": "hello"})
-	c.readStatus(ctx, "q2", "thinking")
+	c.send("ask", "q2", map[string]string{"prompt": "hello"})
+	c.readStatus("q2", "thinking")
 }
 
 func TestDisconnectStopsAnswer(t *testing.T) {
@@ -378,13 +305,13 @@ func TestDisconnectStopsAnswer(t *testing.T) {
 	e := newTestEnv(t, serverOptions{ThinkDelay: time.Millisecond, ChunkDelay: time.Hour, AnswerTimeout: time.Hour})
 	ctx := testContext(t)
 	c := e.dial(t, ctx)
-	c.send(ctx, "ask", "q1", map[string]string{"prompt": "a long answer, please"})
-	c.readStatus(ctx, "q1", "thinking")
-	c.readStatus(ctx, "q1", "writing")
-	c.expect(ctx, "stream.delta")
+	c.send("ask", "q1", map[string]string{"prompt": "a long answer, please"})
+	c.readStatus("q1", "thinking")
+	c.readStatus("q1", "writing")
+	c.Expect("stream.delta")
 	require.Equal(t, 1, e.app.activeStreams())
 
-	require.NoError(t, c.conn.CloseNow()) // the tab is closed mid-answer
+	require.NoError(t, c.WS.CloseNow()) // the tab is closed mid-answer
 	require.Eventually(t, func() bool { return e.app.activeStreams() == 0 }, 5*time.Second, time.Millisecond,
 		"the answer's goroutine stops with the connection")
 	require.Eventually(t, func() bool {
@@ -399,17 +326,17 @@ func TestShutdownEndsAnswers(t *testing.T) {
 	e := newTestEnv(t, serverOptions{ThinkDelay: time.Millisecond, ChunkDelay: time.Hour, AnswerTimeout: time.Hour})
 	ctx := testContext(t)
 	c := e.dial(t, ctx)
-	c.send(ctx, "ask", "q1", map[string]string{"prompt": "a long answer, please"})
-	id := c.readStatus(ctx, "q1", "thinking")
-	c.readStatus(ctx, "q1", "writing")
-	c.expect(ctx, "stream.delta")
+	c.send("ask", "q1", map[string]string{"prompt": "a long answer, please"})
+	id := c.readStatus("q1", "thinking")
+	c.readStatus("q1", "writing")
+	c.Expect("stream.delta")
 
 	done := make(chan error, 1)
 	go func() { done <- e.app.Shutdown(ctx) }()
-	d := c.expect(ctx, "stream.error").data(t)
+	d := dataOf(t, c.Expect("stream.error"))
 	assert.Equal(t, id, d["id"])
 	assert.Equal(t, "shutting_down", d["code"])
-	_, err := c.nextOrErr(ctx) // reading answers the hub's close handshake
+	_, err := c.NextOrErr() // reading answers the hub's close handshake
 	assert.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err), "%v", err)
 	require.NoError(t, <-done)
 	assert.Zero(t, e.app.activeStreams())
@@ -449,13 +376,13 @@ func TestRun(t *testing.T) {
 	assert.Equal(t, http.StatusOK, res.StatusCode)
 
 	wsctx := testContext(t)
-	c := dialURL(t, wsctx, "ws"+strings.TrimPrefix(url, "http")+"ws", client)
-	c.send(wsctx, "ask", "q1", map[string]string{"prompt": "hi"})
-	c.readStatus(wsctx, "q1", "thinking")
+	c := dialURL(t, wsctx, wstest.WSURL(url)+"ws", client)
+	c.send("ask", "q1", map[string]string{"prompt": "hi"})
+	c.readStatus("q1", "thinking")
 
 	cancel() // as SIGINT does
 	for {
-		_, err := c.nextOrErr(wsctx)
+		_, err := c.NextOrErr()
 		if err != nil {
 			assert.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err), "%v", err)
 			break

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wspub/wspub"
+	"github.com/wspub/wspub/internal/wstest"
 )
 
 func TestMain(m *testing.M) {
@@ -129,17 +129,8 @@ func validClaims(user string, ttl time.Duration) jwt.RegisteredClaims {
 	}
 }
 
-// wireMsg is any message of the wspub protocol, as a client receives it.
-type wireMsg struct {
-	Type    string          `json:"type"`
-	Channel string          `json:"channel"`
-	ID      string          `json:"id"`
-	Code    string          `json:"code"`
-	Message string          `json:"message"`
-	Data    json.RawMessage `json:"data"`
-}
-
-func (m wireMsg) notification(t *testing.T) notification {
+// notificationOf returns m as a notification.
+func notificationOf(t *testing.T, m wstest.Msg) notification {
 	t.Helper()
 	require.Equal(t, "notification", m.Type, "%+v", m)
 	var n notification
@@ -147,70 +138,26 @@ func (m wireMsg) notification(t *testing.T) notification {
 	return n
 }
 
-// wsClient is a protocol client that splits every frame on '\n'.
-type wsClient struct {
-	t    *testing.T
-	conn *websocket.Conn
-	res  *http.Response
-	buf  []wireMsg
-}
-
-// dialOpts dials the hub and returns the client, or the handshake's response and error.
-func (e *testEnv) dialOpts(t *testing.T, ctx context.Context, opts *websocket.DialOptions) (*wsClient, *http.Response, error) {
+// dialOpts dials the hub and returns the client, or nil with the handshake's response
+// and error.
+func (e *testEnv) dialOpts(t *testing.T, ctx context.Context, opts *wstest.DialOptions) (*wstest.Conn, *http.Response, error) {
 	t.Helper()
+	opts.Context = ctx
 	opts.HTTPClient = e.ts.Client()
-	conn, res, err := websocket.Dial(ctx, e.wsURL(), opts)
-	if err != nil {
-		return nil, res, err
-	}
-	t.Cleanup(func() { _ = conn.CloseNow() })
-	return &wsClient{t: t, conn: conn, res: res}, res, nil
+	return wstest.TryDial(t, e.wsURL(), opts)
 }
 
 // dial connects with the token offered as a subprotocol, as the page does, and reads the
 // "subscribed" the server sends for the user's own channel.
-func (e *testEnv) dial(t *testing.T, ctx context.Context, token, user string) *wsClient {
+func (e *testEnv) dial(t *testing.T, ctx context.Context, token, user string) *wstest.Conn {
 	t.Helper()
-	c, res, err := e.dialOpts(t, ctx, &websocket.DialOptions{
+	c := wstest.Dial(t, e.wsURL(), &wstest.DialOptions{
+		Context:      ctx,
 		Subprotocols: []string{wspub.Subprotocol, wspub.SubprotocolTokenPrefix + token},
+		HTTPClient:   e.ts.Client(),
 	})
-	require.NoError(t, err)
-	require.Equal(t, http.StatusSwitchingProtocols, res.StatusCode)
-	require.Equal(t, wireMsg{Type: "subscribed", Channel: "user:" + user}, c.next(ctx))
+	require.Equal(t, wstest.Msg{Type: "subscribed", Channel: "user:" + user}, c.Next())
 	return c
-}
-
-func (c *wsClient) send(ctx context.Context, v any) {
-	c.t.Helper()
-	b, err := json.Marshal(v)
-	require.NoError(c.t, err)
-	require.NoError(c.t, c.conn.Write(ctx, websocket.MessageText, b))
-}
-
-// nextOrErr returns the next message, reading a frame when none is buffered.
-func (c *wsClient) nextOrErr(ctx context.Context) (wireMsg, error) {
-	for len(c.buf) == 0 {
-		typ, frame, err := c.conn.Read(ctx)
-		if err != nil {
-			return wireMsg{}, err
-		}
-		require.Equal(c.t, websocket.MessageText, typ)
-		for _, line := range bytes.Split(frame, []byte{'\n'}) {
-			var m wireMsg
-			require.NoError(c.t, json.Unmarshal(line, &m), "line %q", line)
-			c.buf = append(c.buf, m)
-		}
-	}
-	m := c.buf[0]
-	c.buf = c.buf[1:]
-	return m, nil
-}
-
-func (c *wsClient) next(ctx context.Context) wireMsg {
-	c.t.Helper()
-	m, err := c.nextOrErr(ctx)
-	require.NoError(c.t, err)
-	return m
 }
 
 // (1) Every bad or missing token is refused with 401 before the upgrade.
@@ -244,12 +191,12 @@ func TestHandshakeRefusesBadTokens(t *testing.T) {
 	} {
 		for _, via := range []string{"subprotocol", "bearer"} {
 			t.Run(tc.name+" via "+via, func(t *testing.T) {
-				opts := &websocket.DialOptions{Subprotocols: []string{wspub.Subprotocol}}
+				opts := &wstest.DialOptions{Subprotocols: []string{wspub.Subprotocol}}
 				if tc.token != "" {
 					if via == "subprotocol" {
 						opts.Subprotocols = append(opts.Subprotocols, wspub.SubprotocolTokenPrefix+tc.token)
 					} else {
-						opts.HTTPHeader = http.Header{"Authorization": {"Bearer " + tc.token}}
+						opts.Header = http.Header{"Authorization": {"Bearer " + tc.token}}
 					}
 				}
 				c, res, err := e.dialOpts(t, ctx, opts)
@@ -286,8 +233,8 @@ func TestTokenTransports(t *testing.T) {
 
 	t.Run("subprotocol", func(t *testing.T) {
 		c := e.dial(t, ctx, tok, "alice")
-		assert.Equal(t, "wspub.v1", c.conn.Subprotocol())
-		echoed := strings.Join(c.res.Header.Values("Sec-WebSocket-Protocol"), ",")
+		assert.Equal(t, "wspub.v1", c.WS.Subprotocol())
+		echoed := strings.Join(c.Resp.Header.Values("Sec-WebSocket-Protocol"), ",")
 		assert.Equal(t, "wspub.v1", echoed)
 		assert.NotContains(t, echoed, tok)
 		assert.NotContains(t, echoed, "bearer")
@@ -295,34 +242,34 @@ func TestTokenTransports(t *testing.T) {
 
 	t.Run("subprotocol first", func(t *testing.T) {
 		// The token may come before wspub.v1 in the offer; still only wspub.v1 is chosen.
-		c, res, err := e.dialOpts(t, ctx, &websocket.DialOptions{
+		c, res, err := e.dialOpts(t, ctx, &wstest.DialOptions{
 			Subprotocols: []string{wspub.SubprotocolTokenPrefix + tok, wspub.Subprotocol},
 		})
 		require.NoError(t, err)
-		assert.Equal(t, "wspub.v1", c.conn.Subprotocol())
+		assert.Equal(t, "wspub.v1", c.WS.Subprotocol())
 		assert.Equal(t, []string{"wspub.v1"}, res.Header.Values("Sec-WebSocket-Protocol"))
-		assert.Equal(t, wireMsg{Type: "subscribed", Channel: "user:alice"}, c.next(ctx))
+		assert.Equal(t, wstest.Msg{Type: "subscribed", Channel: "user:alice"}, c.Next())
 	})
 
 	t.Run("authorization header", func(t *testing.T) {
-		c, res, err := e.dialOpts(t, ctx, &websocket.DialOptions{
+		c, res, err := e.dialOpts(t, ctx, &wstest.DialOptions{
 			Subprotocols: []string{wspub.Subprotocol},
-			HTTPHeader:   http.Header{"Authorization": {"Bearer " + tok}},
+			Header:       http.Header{"Authorization": {"Bearer " + tok}},
 		})
 		require.NoError(t, err)
 		assert.Equal(t, http.StatusSwitchingProtocols, res.StatusCode)
-		assert.Equal(t, "wspub.v1", c.conn.Subprotocol())
-		assert.Equal(t, wireMsg{Type: "subscribed", Channel: "user:alice"}, c.next(ctx))
+		assert.Equal(t, "wspub.v1", c.WS.Subprotocol())
+		assert.Equal(t, wstest.Msg{Type: "subscribed", Channel: "user:alice"}, c.Next())
 	})
 
 	t.Run("subprotocol wins over the header", func(t *testing.T) {
 		bobTok := e.login(t, "bob")
-		c, _, err := e.dialOpts(t, ctx, &websocket.DialOptions{
+		c, _, err := e.dialOpts(t, ctx, &wstest.DialOptions{
 			Subprotocols: []string{wspub.Subprotocol, wspub.SubprotocolTokenPrefix + tok},
-			HTTPHeader:   http.Header{"Authorization": {"Bearer " + bobTok}},
+			Header:       http.Header{"Authorization": {"Bearer " + bobTok}},
 		})
 		require.NoError(t, err)
-		assert.Equal(t, wireMsg{Type: "subscribed", Channel: "user:alice"}, c.next(ctx))
+		assert.Equal(t, wstest.Msg{Type: "subscribed", Channel: "user:alice"}, c.Next())
 	})
 }
 
@@ -335,33 +282,33 @@ func TestUserChannel(t *testing.T) {
 	bob := e.dial(t, ctx, bobTok, "bob")
 
 	e.notify(t, bobTok, "alice", "hi alice")
-	n := alice.next(ctx)
+	n := alice.Next()
 	assert.Equal(t, "user:alice", n.Channel)
-	assert.Equal(t, "bob", n.notification(t).From)
-	assert.Equal(t, "hi alice", n.notification(t).Text)
+	assert.Equal(t, "bob", notificationOf(t, n).From)
+	assert.Equal(t, "hi alice", notificationOf(t, n).Text)
 
 	// A notification for bob reaches bob, not alice. Publish queues the message for every
 	// subscriber before /notify answers, and a connection's queue is FIFO: had alice been
 	// on user:bob, bob's notification would come before the next one for her.
 	e.notify(t, carolTok, "bob", "secret for bob")
-	m := bob.next(ctx)
+	m := bob.Next()
 	assert.Equal(t, "user:bob", m.Channel)
-	assert.Equal(t, notification{From: "carol", Text: "secret for bob", Time: m.notification(t).Time}, m.notification(t))
+	assert.Equal(t, notification{From: "carol", Text: "secret for bob", Time: notificationOf(t, m).Time}, notificationOf(t, m))
 
 	e.notify(t, carolTok, "alice", "second")
-	m = alice.next(ctx)
+	m = alice.Next()
 	assert.Equal(t, "user:alice", m.Channel, "alice got %+v", m)
-	assert.Equal(t, "second", m.notification(t).Text)
+	assert.Equal(t, "second", notificationOf(t, m).Text)
 
 	// An empty text gets a default.
 	e.notify(t, carolTok, "alice", "")
-	assert.Equal(t, "hello from carol", alice.next(ctx).notification(t).Text)
+	assert.Equal(t, "hello from carol", notificationOf(t, alice.Next()).Text)
 
 	// A second connection of alice gets her notifications too.
 	alice2 := e.dial(t, ctx, aliceTok, "alice")
 	e.notify(t, bobTok, "alice", "both tabs")
-	assert.Equal(t, "both tabs", alice.next(ctx).notification(t).Text)
-	assert.Equal(t, "both tabs", alice2.next(ctx).notification(t).Text)
+	assert.Equal(t, "both tabs", notificationOf(t, alice.Next()).Text)
+	assert.Equal(t, "both tabs", notificationOf(t, alice2.Next()).Text)
 }
 
 // (4) Authorize: forbidden channels get "forbidden" with the request's id, admin gets
@@ -373,37 +320,37 @@ func TestAuthorize(t *testing.T) {
 
 	for i, ch := range []string{"private:admin", "user:bob", "user:", "user:alice2", "private:alice", "admin", "Public:x"} {
 		id := "a" + string(rune('0'+i))
-		alice.send(ctx, map[string]string{"type": "subscribe", "channel": ch, "id": id})
-		m := alice.next(ctx)
+		alice.Send(map[string]string{"type": "subscribe", "channel": ch, "id": id})
+		m := alice.Next()
 		assert.Equal(t, "error", m.Type, "%s: %+v", ch, m)
 		assert.Equal(t, wspub.CodeForbidden, m.Code, "%s: %+v", ch, m)
 		assert.Equal(t, id, m.ID, "the id of the refused subscribe is echoed")
 		assert.NotEmpty(t, m.Message)
 	}
-	alice.send(ctx, map[string]string{"type": "subscribe", "channel": "private:admin", "id": "x"})
-	assert.Equal(t, wireMsg{Type: "error", Code: "forbidden", Message: "private:admin is for the admin user only", ID: "x"},
-		alice.next(ctx))
+	alice.Send(map[string]string{"type": "subscribe", "channel": "private:admin", "id": "x"})
+	assert.Equal(t, wstest.Msg{Type: "error", Code: "forbidden", Message: "private:admin is for the admin user only", ID: "x"},
+		alice.Next())
 
 	// Allowed: her own channel (again: idempotent) and public ones.
 	for i, ch := range []string{"user:alice", "public:news", "public:"} {
 		id := "b" + string(rune('0'+i))
-		alice.send(ctx, map[string]string{"type": "subscribe", "channel": ch, "id": id})
-		assert.Equal(t, wireMsg{Type: "subscribed", Channel: ch, ID: id}, alice.next(ctx))
+		alice.Send(map[string]string{"type": "subscribe", "channel": ch, "id": id})
+		assert.Equal(t, wstest.Msg{Type: "subscribed", Channel: ch, ID: id}, alice.Next())
 	}
 
 	// Clients may not publish, not even to their own channel.
-	alice.send(ctx, map[string]any{"type": "publish", "channel": "user:alice", "data": "x", "id": "p"})
-	m := alice.next(ctx)
+	alice.Send(map[string]any{"type": "publish", "channel": "user:alice", "data": "x", "id": "p"})
+	m := alice.Next()
 	assert.Equal(t, "error", m.Type)
 	assert.Equal(t, wspub.CodeForbidden, m.Code)
 	assert.Equal(t, "p", m.ID)
 
 	admin := e.dial(t, ctx, e.login(t, "admin"), "admin")
-	admin.send(ctx, map[string]string{"type": "subscribe", "channel": "private:admin", "id": "1"})
-	assert.Equal(t, wireMsg{Type: "subscribed", Channel: "private:admin", ID: "1"}, admin.next(ctx))
+	admin.Send(map[string]string{"type": "subscribe", "channel": "private:admin", "id": "1"})
+	assert.Equal(t, wstest.Msg{Type: "subscribed", Channel: "private:admin", ID: "1"}, admin.Next())
 	last := 0
 	for range 3 {
-		m := admin.next(ctx)
+		m := admin.Next()
 		require.Equal(t, "tick", m.Type, "%+v", m)
 		assert.Equal(t, "private:admin", m.Channel)
 		var d tickData
@@ -417,8 +364,8 @@ func TestAuthorize(t *testing.T) {
 	// Ticks were published after alice's refusals; had she been subscribed, one would be
 	// queued before this notification.
 	e.notify(t, e.login(t, "carol"), "alice", "no ticks for you")
-	m = alice.next(ctx)
-	assert.Equal(t, "no ticks for you", m.notification(t).Text, "alice got %+v", m)
+	m = alice.Next()
+	assert.Equal(t, "no ticks for you", notificationOf(t, m).Text, "alice got %+v", m)
 }
 
 // (5) A connection ends with 1008 once its token has expired.
@@ -433,7 +380,7 @@ func TestExpiredTokenCloses(t *testing.T) {
 	exp := claims.ExpiresAt.Time
 
 	c := e.dial(t, ctx, tok, "alice")
-	_, err = c.nextOrErr(ctx) // reading answers the hub's pings
+	_, err = c.NextOrErr() // reading answers the hub's pings
 	var ce websocket.CloseError
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, websocket.StatusPolicyViolation, websocket.CloseStatus(err), "%v", err)
@@ -442,7 +389,7 @@ func TestExpiredTokenCloses(t *testing.T) {
 	assert.Less(t, time.Since(exp), 2*time.Second, "closed within about a ping interval of the expiry")
 
 	// Reconnecting with the expired token is refused.
-	_, res, err := e.dialOpts(t, ctx, &websocket.DialOptions{
+	_, res, err := e.dialOpts(t, ctx, &wstest.DialOptions{
 		Subprotocols: []string{wspub.Subprotocol, wspub.SubprotocolTokenPrefix + tok},
 	})
 	require.Error(t, err)
@@ -604,22 +551,20 @@ func TestRun(t *testing.T) {
 	tok := v["token"].(string)
 
 	wsctx := testContext(t)
-	conn, _, err := websocket.Dial(wsctx, "ws"+strings.TrimPrefix(url, "http")+"ws", &websocket.DialOptions{
+	c := wstest.Dial(t, wstest.WSURL(url)+"ws", &wstest.DialOptions{
+		Context:      wsctx,
 		Subprotocols: []string{wspub.Subprotocol, wspub.SubprotocolTokenPrefix + tok},
 		HTTPClient:   client,
 	})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.CloseNow() })
-	c := &wsClient{t: t, conn: conn}
-	assert.Equal(t, wireMsg{Type: "subscribed", Channel: "user:alice"}, c.next(wsctx))
+	assert.Equal(t, wstest.Msg{Type: "subscribed", Channel: "user:alice"}, c.Next())
 	status, _ = doRequest(t, client, http.MethodPost, url+"notify?user=alice", `{"text":"hi"}`, tok)
 	require.Equal(t, http.StatusAccepted, status)
-	assert.Equal(t, "hi", c.next(wsctx).notification(t).Text)
+	assert.Equal(t, "hi", notificationOf(t, c.Next()).Text)
 
 	cancel() // as SIGINT does
 	// The hub closes the socket with 1001; reading the close frame answers it, which lets
 	// run's hub.Shutdown return.
-	_, err = c.nextOrErr(wsctx)
+	_, err := c.NextOrErr()
 	assert.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err), "%v", err)
 	select {
 	case err := <-done:

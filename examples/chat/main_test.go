@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wspub/wspub"
+	"github.com/wspub/wspub/internal/wstest"
 )
 
 func TestMain(m *testing.M) {
@@ -47,27 +48,17 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// wireMsg is any message of the wspub protocol, as a client receives it.
-type wireMsg struct {
-	Type    string          `json:"type"`
-	Channel string          `json:"channel"`
-	ID      string          `json:"id"`
-	Code    string          `json:"code"`
-	Message string          `json:"message"`
-	Data    json.RawMessage `json:"data"`
-}
-
-// wsClient is a protocol client that splits every frame on '\n'.
+// wsClient is a protocol client of the example, with the chat's own messages.
 type wsClient struct {
-	t    *testing.T
-	conn *websocket.Conn
-	buf  []wireMsg
+	*wstest.Conn
+	t *testing.T
 }
 
-func (e *testEnv) wsURL() string { return "ws" + strings.TrimPrefix(e.ts.URL, "http") + "/ws" }
+func (e *testEnv) wsURL() string { return wstest.WSURL(e.ts.URL) + "/ws" }
 
 // dialAs connects as user, the demo token, the way the page does:
-// subprotocols ["wspub.v1", "bearer.<user>"].
+// subprotocols ["wspub.v1", "bearer.<user>"]. The hub selects wspub.v1 alone: the token
+// is never echoed.
 func (e *testEnv) dialAs(t *testing.T, ctx context.Context, user string) *wsClient {
 	t.Helper()
 	return dialURL(t, ctx, e.wsURL(), e.ts.Client(), user)
@@ -75,74 +66,22 @@ func (e *testEnv) dialAs(t *testing.T, ctx context.Context, user string) *wsClie
 
 func dialURL(t *testing.T, ctx context.Context, url string, client *http.Client, user string) *wsClient {
 	t.Helper()
-	conn, res, err := websocket.Dial(ctx, url, &websocket.DialOptions{
+	return &wsClient{t: t, Conn: wstest.Dial(t, url, &wstest.DialOptions{
+		Context:      ctx,
 		Subprotocols: []string{wspub.Subprotocol, wspub.SubprotocolTokenPrefix + user},
 		HTTPClient:   client,
-	})
-	require.NoError(t, err)
-	require.Equal(t, http.StatusSwitchingProtocols, res.StatusCode)
-	require.Equal(t, "wspub.v1", conn.Subprotocol(), "the token is never echoed")
-	t.Cleanup(func() { _ = conn.CloseNow() })
-	return &wsClient{t: t, conn: conn}
+	})}
 }
 
-func (c *wsClient) send(ctx context.Context, v any) {
+func (c *wsClient) say(id string, data any) {
 	c.t.Helper()
-	b, err := json.Marshal(v)
-	require.NoError(c.t, err)
-	require.NoError(c.t, c.conn.Write(ctx, websocket.MessageText, b))
-}
-
-func (c *wsClient) nextOrErr(ctx context.Context) (wireMsg, error) {
-	for len(c.buf) == 0 {
-		typ, frame, err := c.conn.Read(ctx)
-		if err != nil {
-			return wireMsg{}, err
-		}
-		require.Equal(c.t, websocket.MessageText, typ)
-		for _, line := range bytes.Split(frame, []byte{'\n'}) {
-			var m wireMsg
-			require.NoError(c.t, json.Unmarshal(line, &m), "line %q", line)
-			c.buf = append(c.buf, m)
-		}
-	}
-	m := c.buf[0]
-	c.buf = c.buf[1:]
-	return m, nil
-}
-
-func (c *wsClient) next(ctx context.Context) wireMsg {
-	c.t.Helper()
-	m, err := c.nextOrErr(ctx)
-	require.NoError(c.t, err)
-	return m
-}
-
-func (c *wsClient) join(ctx context.Context, room, id string) {
-	c.t.Helper()
-	c.send(ctx, map[string]string{"type": "subscribe", "channel": room, "id": id})
-	assert.Equal(c.t, wireMsg{Type: "subscribed", Channel: room, ID: id}, c.next(ctx))
-}
-
-func (c *wsClient) say(ctx context.Context, id string, data any) {
-	c.t.Helper()
-	c.send(ctx, map[string]any{"type": "say", "id": id, "data": data})
-}
-
-// expectError reads the next message and checks it is an error reply with code and id.
-func (c *wsClient) expectError(ctx context.Context, code, id string) {
-	c.t.Helper()
-	m := c.next(ctx)
-	assert.Equal(c.t, "error", m.Type, "%+v", m)
-	assert.Equal(c.t, code, m.Code, "%+v", m)
-	assert.Equal(c.t, id, m.ID, "the error reply echoes the message's id")
-	assert.NotEmpty(c.t, m.Message)
+	c.Send(map[string]any{"type": "say", "id": id, "data": data})
 }
 
 // expectChat reads the next message and checks it is a chat line in room.
-func (c *wsClient) expectChat(ctx context.Context, room string) chatLine {
+func (c *wsClient) expectChat(room string) chatLine {
 	c.t.Helper()
-	m := c.next(ctx)
+	m := c.Next()
 	require.Equal(c.t, "chat", m.Type, "%+v", m)
 	assert.Equal(c.t, room, m.Channel)
 	var line chatLine
@@ -150,13 +89,6 @@ func (c *wsClient) expectChat(ctx context.Context, room string) chatLine {
 	dec.DisallowUnknownFields() // exactly id, user, text, ts
 	require.NoError(c.t, dec.Decode(&line))
 	return line
-}
-
-// ping checks the connection still works and that nothing else is queued before the pong.
-func (c *wsClient) ping(ctx context.Context, id string) {
-	c.t.Helper()
-	c.send(ctx, map[string]string{"type": "ping", "id": id})
-	assert.Equal(c.t, wireMsg{Type: "pong", ID: id}, c.next(ctx))
 }
 
 func get(t *testing.T, client *http.Client, method, url string) (*http.Response, string) {
@@ -234,21 +166,21 @@ func TestLogin(t *testing.T) {
 		})
 	}
 	c := e.dialAs(t, ctx, "bob_2-x")
-	c.ping(ctx, "1")
+	c.NothingPending("1")
 }
 
 func TestChatLinesAreStampedByTheServer(t *testing.T) {
 	e := newTestEnv(t)
 	ctx := testContext(t)
 	alice, bob := e.dialAs(t, ctx, "alice"), e.dialAs(t, ctx, "bob")
-	alice.join(ctx, "room:general", "j1")
-	bob.join(ctx, "room:general", "j1")
+	alice.Subscribe("room:general", "j1")
+	bob.Subscribe("room:general", "j1")
 
 	// Alice claims to be admin in her data: the server ignores it and says who she is.
 	before := time.Now().UnixMilli()
-	alice.say(ctx, "s1", map[string]string{"room": "room:general", "text": "  hello bob  ", "user": "admin"})
+	alice.say("s1", map[string]string{"room": "room:general", "text": "  hello bob  ", "user": "admin"})
 	for _, c := range []*wsClient{alice, bob} { // the sender gets her line like everyone
-		line := c.expectChat(ctx, "room:general")
+		line := c.expectChat("room:general")
 		assert.Equal(t, "alice", line.User)
 		assert.Equal(t, "hello bob", line.Text)
 		assert.NotEmpty(t, line.ID)
@@ -256,38 +188,38 @@ func TestChatLinesAreStampedByTheServer(t *testing.T) {
 		assert.LessOrEqual(t, line.TS, time.Now().UnixMilli())
 	}
 
-	bob.say(ctx, "s1", map[string]string{"room": "room:general", "text": "hi alice\nhow are you?"})
-	a, b := alice.expectChat(ctx, "room:general"), bob.expectChat(ctx, "room:general")
+	bob.say("s1", map[string]string{"room": "room:general", "text": "hi alice\nhow are you?"})
+	a, b := alice.expectChat("room:general"), bob.expectChat("room:general")
 	assert.Equal(t, a, b, "everyone sees the same line")
 	assert.Equal(t, "bob", a.User)
 	assert.Equal(t, "hi alice\nhow are you?", a.Text)
 
 	// A room one has not joined delivers nothing to one.
-	bob.join(ctx, "room:go", "j2")
-	bob.say(ctx, "s2", map[string]string{"room": "room:go", "text": "anyone into generics?"})
-	assert.Equal(t, "bob", bob.expectChat(ctx, "room:go").User)
-	alice.ping(ctx, "p1") // nothing from room:go was queued for alice
-	bob.ping(ctx, "p1")
+	bob.Subscribe("room:go", "j2")
+	bob.say("s2", map[string]string{"room": "room:go", "text": "anyone into generics?"})
+	assert.Equal(t, "bob", bob.expectChat("room:go").User)
+	alice.NothingPending("p1") // nothing from room:go was queued for alice
+	bob.NothingPending("p1")
 }
 
 func TestTypingHints(t *testing.T) {
 	e := newTestEnv(t)
 	ctx := testContext(t)
 	alice, bob := e.dialAs(t, ctx, "alice"), e.dialAs(t, ctx, "bob")
-	alice.join(ctx, "room:general", "j1")
-	bob.join(ctx, "room:general", "j1")
+	alice.Subscribe("room:general", "j1")
+	bob.Subscribe("room:general", "j1")
 
-	alice.send(ctx, map[string]any{"type": "publish", "channel": "room:general", "id": "t1",
+	alice.Send(map[string]any{"type": "publish", "channel": "room:general", "id": "t1",
 		"data": map[string]any{"typing": true, "user": "alice"}})
-	want := wireMsg{Type: "publish", Channel: "room:general", Data: json.RawMessage(`{"typing":true,"user":"alice"}`)}
-	assert.Equal(t, want, bob.next(ctx), "a raw client publish, as it was sent")
-	assert.Equal(t, want, alice.next(ctx), "the sender is in the room too")
-	assert.Equal(t, wireMsg{Type: "published", Channel: "room:general", ID: "t1"}, alice.next(ctx))
+	want := wstest.Msg{Type: "publish", Channel: "room:general", Data: json.RawMessage(`{"typing":true,"user":"alice"}`)}
+	assert.Equal(t, want, bob.Next(), "a raw client publish, as it was sent")
+	assert.Equal(t, want, alice.Next(), "the sender is in the room too")
+	assert.Equal(t, wstest.Msg{Type: "published", Channel: "room:general", ID: "t1"}, alice.Next())
 
 	// Publishing to a room one may use but has not joined is refused.
-	alice.send(ctx, map[string]any{"type": "publish", "channel": "room:random", "id": "t2", "data": map[string]bool{"typing": true}})
-	alice.expectError(ctx, "not_joined", "t2")
-	bob.ping(ctx, "p1")
+	alice.Send(map[string]any{"type": "publish", "channel": "room:random", "id": "t2", "data": map[string]bool{"typing": true}})
+	alice.ExpectError("not_joined", "t2")
+	bob.NothingPending("p1")
 }
 
 func TestAdminRoom(t *testing.T) {
@@ -295,22 +227,22 @@ func TestAdminRoom(t *testing.T) {
 	ctx := testContext(t)
 	admin, bob := e.dialAs(t, ctx, "admin"), e.dialAs(t, ctx, "bob")
 
-	bob.send(ctx, map[string]string{"type": "subscribe", "channel": adminRoom, "id": "j1"})
-	bob.expectError(ctx, "forbidden", "j1")
-	bob.send(ctx, map[string]any{"type": "publish", "channel": adminRoom, "id": "t1", "data": map[string]bool{"typing": true}})
-	bob.expectError(ctx, "forbidden", "t1")
-	bob.say(ctx, "s1", map[string]string{"room": adminRoom, "text": "let me in"})
-	bob.expectError(ctx, "forbidden", "s1")
+	bob.Send(map[string]string{"type": "subscribe", "channel": adminRoom, "id": "j1"})
+	bob.ExpectError("forbidden", "j1")
+	bob.Send(map[string]any{"type": "publish", "channel": adminRoom, "id": "t1", "data": map[string]bool{"typing": true}})
+	bob.ExpectError("forbidden", "t1")
+	bob.say("s1", map[string]string{"room": adminRoom, "text": "let me in"})
+	bob.ExpectError("forbidden", "s1")
 	assert.Zero(t, e.app.hub.Stats().Subscriptions, "nothing was subscribed")
 
-	admin.join(ctx, adminRoom, "j1")
-	admin.say(ctx, "s1", map[string]string{"room": adminRoom, "text": "admins only"})
-	line := admin.expectChat(ctx, adminRoom)
+	admin.Subscribe(adminRoom, "j1")
+	admin.say("s1", map[string]string{"room": adminRoom, "text": "admins only"})
+	line := admin.expectChat(adminRoom)
 	assert.Equal(t, "admin", line.User)
-	admin.send(ctx, map[string]any{"type": "publish", "channel": adminRoom, "id": "t1", "data": map[string]bool{"typing": true}})
-	assert.Equal(t, "publish", admin.next(ctx).Type)
-	assert.Equal(t, wireMsg{Type: "published", Channel: adminRoom, ID: "t1"}, admin.next(ctx))
-	bob.ping(ctx, "p1") // bob got none of it
+	admin.Send(map[string]any{"type": "publish", "channel": adminRoom, "id": "t1", "data": map[string]bool{"typing": true}})
+	assert.Equal(t, "publish", admin.Next().Type)
+	assert.Equal(t, wstest.Msg{Type: "published", Channel: adminRoom, ID: "t1"}, admin.Next())
+	bob.NothingPending("p1") // bob got none of it
 }
 
 func TestOtherChannelsAreForbidden(t *testing.T) {
@@ -319,10 +251,10 @@ func TestOtherChannelsAreForbidden(t *testing.T) {
 	c := e.dialAs(t, ctx, "admin") // not even admin
 	for i, ch := range []string{"room:nope", "room:", "general", "user:alice", "room:general:sub"} {
 		id := "j" + string(rune('0'+i))
-		c.send(ctx, map[string]string{"type": "subscribe", "channel": ch, "id": id})
-		c.expectError(ctx, "forbidden", id)
-		c.send(ctx, map[string]any{"type": "publish", "channel": ch, "id": "p" + id, "data": 1})
-		c.expectError(ctx, "forbidden", "p"+id)
+		c.Send(map[string]string{"type": "subscribe", "channel": ch, "id": id})
+		c.ExpectError("forbidden", id)
+		c.Send(map[string]any{"type": "publish", "channel": ch, "id": "p" + id, "data": 1})
+		c.ExpectError("forbidden", "p"+id)
 	}
 	assert.Zero(t, e.app.hub.Stats().Subscriptions)
 }
@@ -331,7 +263,7 @@ func TestSayErrors(t *testing.T) {
 	e := newTestEnv(t)
 	ctx := testContext(t)
 	c := e.dialAs(t, ctx, "alice")
-	c.join(ctx, "room:general", "j1")
+	c.Subscribe("room:general", "j1")
 
 	for _, tc := range []struct {
 		name string
@@ -356,31 +288,30 @@ func TestSayErrors(t *testing.T) {
 			if tc.data != nil {
 				m["data"] = tc.data
 			}
-			c.send(ctx, m)
-			c.expectError(ctx, tc.code, id)
+			c.Send(m)
+			c.ExpectError(tc.code, id)
 		})
 	}
 
 	// 500 characters (not bytes) is the limit.
-	c.say(ctx, "s500", map[string]string{"room": "room:general", "text": strings.Repeat("ü", 500)})
-	assert.Equal(t, strings.Repeat("ü", 500), c.expectChat(ctx, "room:general").Text)
+	c.say("s500", map[string]string{"room": "room:general", "text": strings.Repeat("ü", 500)})
+	assert.Equal(t, strings.Repeat("ü", 500), c.expectChat("room:general").Text)
 
 	// After leaving a room, one cannot talk in it.
-	c.send(ctx, map[string]string{"type": "unsubscribe", "channel": "room:general", "id": "u1"})
-	assert.Equal(t, wireMsg{Type: "unsubscribed", Channel: "room:general", ID: "u1"}, c.next(ctx))
-	c.say(ctx, "s2", map[string]string{"room": "room:general", "text": "still here?"})
-	c.expectError(ctx, "not_joined", "s2")
+	c.Unsubscribe("room:general", "u1")
+	c.say("s2", map[string]string{"room": "room:general", "text": "still here?"})
+	c.ExpectError("not_joined", "s2")
 }
 
 func TestLargeFramesAreRefused(t *testing.T) {
 	e := newTestEnv(t)
 	ctx := testContext(t)
 	c := e.dialAs(t, ctx, "alice")
-	c.join(ctx, "room:general", "j1")
+	c.Subscribe("room:general", "j1")
 	// The server relays typing hints without reading them; MaxMessageBytes bounds them.
-	c.send(ctx, map[string]any{"type": "publish", "channel": "room:general", "id": "t1",
+	c.Send(map[string]any{"type": "publish", "channel": "room:general", "id": "t1",
 		"data": map[string]string{"junk": strings.Repeat("x", 5000)}})
-	_, err := c.nextOrErr(ctx)
+	_, err := c.NextOrErr()
 	assert.Equal(t, websocket.StatusMessageTooBig, websocket.CloseStatus(err), "%v", err)
 }
 
@@ -406,15 +337,15 @@ func TestRun(t *testing.T) {
 	assert.Equal(t, http.StatusOK, res.StatusCode)
 
 	wsctx := testContext(t)
-	c := dialURL(t, wsctx, "ws"+strings.TrimPrefix(url, "http")+"ws", client, "alice")
-	c.join(wsctx, "room:general", "j1")
-	c.say(wsctx, "s1", map[string]string{"room": "room:general", "text": "bye"})
-	assert.Equal(t, "alice", c.expectChat(wsctx, "room:general").User)
+	c := dialURL(t, wsctx, wstest.WSURL(url)+"ws", client, "alice")
+	c.Subscribe("room:general", "j1")
+	c.say("s1", map[string]string{"room": "room:general", "text": "bye"})
+	assert.Equal(t, "alice", c.expectChat("room:general").User)
 
 	cancel() // as SIGINT does
 
 	// Reading answers the hub's close handshake.
-	_, err := c.nextOrErr(wsctx)
+	_, err := c.NextOrErr()
 	assert.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err), "%v", err)
 	select {
 	case err := <-done:

@@ -3,7 +3,6 @@ module github.com/wspub/wspub/examples/multinode
 go 1.24.0
 
 require (
-	github.com/coder/websocket v1.8.15
 	github.com/nats-io/nats.go v1.49.0
 	github.com/redis/go-redis/v9 v9.22.0
 	github.com/stretchr/testify v1.12.1
@@ -15,6 +14,7 @@ require (
 
 require (
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/coder/websocket v1.8.15 // indirect
 	github.com/klauspost/compress v1.18.2 // indirect
 	github.com/nats-io/nkeys v0.4.12 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/wspub/wspub"
+	"github.com/wspub/wspub/internal/wstest"
 	"go.uber.org/goleak"
 )
 
@@ -32,15 +29,11 @@ func TestMain(m *testing.M) {
 func requireService(t *testing.T, name, addr string) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err == nil {
-		_ = c.Close()
+	if err != nil {
+		wstest.Unavailable(t, "%s is not reachable at %s (%v); start it to run this test", name, addr, err)
 		return
 	}
-	msg := fmt.Sprintf("%s is not reachable at %s (%v); start it to run this test", name, addr, err)
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	_ = c.Close()
 }
 
 // startInstance runs one instance on an httptest server.
@@ -79,33 +72,25 @@ func TestJobAcrossInstances(t *testing.T) {
 			appB, srvB := startInstance(t, cfgB)
 			appA.cfg.peer, appB.cfg.peer = srvB.URL, srvA.URL
 
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
 			page, err := http.Get(srvA.URL + "/")
 			require.NoError(t, err)
 			body, _ := io.ReadAll(page.Body)
 			_ = page.Body.Close()
 			assert.Contains(t, string(body), "<b id=\"node\">A</b>")
 
-			ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srvA.URL, "http")+"/ws",
-				&websocket.DialOptions{Subprotocols: []string{wspub.Subprotocol}})
-			require.NoError(t, err)
-			defer ws.CloseNow()
+			ws := wstest.Dial(t, wstest.WSURL(srvA.URL)+"/ws", &wstest.DialOptions{Timeout: 30 * time.Second})
 			var created map[string]string
 			postJSON(t, srvA.URL+"/jobs?on=peer", http.StatusAccepted, &created)
 			assert.Equal(t, "B", created["node"], "created on the peer")
 
-			require.NoError(t, ws.Write(ctx, websocket.MessageText,
-				fmt.Appendf(nil, `{"type":"subscribe","channel":%q,"id":"s"}`, created["channel"])))
-			msgs := reader(ctx, t, ws)
-			assert.Equal(t, "subscribed", (<-msgs)["type"])
+			ws.Subscribe(created["channel"], "s")
 			postJSON(t, srvA.URL+"/jobs/"+created["id"]+"/start?on=peer", http.StatusAccepted, nil)
 
 			last := -1
 			for {
-				m := <-msgs
-				require.Equal(t, "progress", m["type"], "%v", m)
-				data := m["data"].(map[string]any)
+				m := ws.Next()
+				require.Equal(t, "progress", m.Type, "%+v", m)
+				data := wstest.Data[map[string]any](t, m)
 				assert.Equal(t, "B", data["node"], "published on B")
 				percent := int(data["percent"].(float64))
 				require.GreaterOrEqual(t, percent, last, "in order")
@@ -136,28 +121,4 @@ func postJSON(t *testing.T, url string, status int, out any) {
 	if out != nil {
 		require.NoError(t, json.NewDecoder(resp.Body).Decode(out))
 	}
-}
-
-// reader splits the connection's frames into messages until the context ends.
-func reader(ctx context.Context, t *testing.T, ws *websocket.Conn) <-chan map[string]any {
-	out := make(chan map[string]any, 64)
-	go func() {
-		defer close(out)
-		for {
-			_, b, err := ws.Read(ctx)
-			if err != nil {
-				return
-			}
-			sc := bufio.NewScanner(bytes.NewReader(b))
-			for sc.Scan() {
-				var m map[string]any
-				if json.Unmarshal(sc.Bytes(), &m) != nil {
-					t.Errorf("bad message %q", sc.Bytes())
-					return
-				}
-				out <- m
-			}
-		}
-	}()
-	return out
 }

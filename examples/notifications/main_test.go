@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wspub/wspub"
+	"github.com/wspub/wspub/internal/wstest"
 )
 
 func TestMain(m *testing.M) {
@@ -84,17 +85,9 @@ func (e *testEnv) post(t *testing.T, path, token, body string) (int, map[string]
 	return request(t, e.ts.Client(), http.MethodPost, e.ts.URL+path, h, body)
 }
 
-// wireMsg is any message of the wspub protocol, as a client receives it.
-type wireMsg struct {
-	Type    string          `json:"type"`
-	Channel string          `json:"channel"`
-	ID      string          `json:"id"`
-	Code    string          `json:"code"`
-	Message string          `json:"message"`
-	Data    json.RawMessage `json:"data"`
-}
-
-func (m wireMsg) notification(t *testing.T) notification {
+// notificationOf returns m as a notification, sent to the user (not to a channel) and
+// with exactly the notification's fields.
+func notificationOf(t *testing.T, m wstest.Msg) notification {
 	t.Helper()
 	require.Equal(t, "notification", m.Type, "%+v", m)
 	require.Empty(t, m.Channel, "sent to the user, not to a channel")
@@ -105,7 +98,9 @@ func (m wireMsg) notification(t *testing.T) notification {
 	return n
 }
 
-func (m wireMsg) announcement(t *testing.T) announcement {
+// announcementOf returns m as an announcement, sent to everyone (not to a channel) and
+// with exactly the announcement's fields.
+func announcementOf(t *testing.T, m wstest.Msg) announcement {
 	t.Helper()
 	require.Equal(t, "announcement", m.Type, "%+v", m)
 	require.Empty(t, m.Channel, "sent to everyone, not to a channel")
@@ -116,16 +111,16 @@ func (m wireMsg) announcement(t *testing.T) announcement {
 	return a
 }
 
-// wsClient is a protocol client that splits every frame on '\n'.
+// wsClient is a protocol client of the example, with its notifications.
 type wsClient struct {
-	t    *testing.T
-	conn *websocket.Conn
-	buf  []wireMsg
+	*wstest.Conn
+	t *testing.T
 }
 
-func (e *testEnv) wsURL() string { return "ws" + strings.TrimPrefix(e.ts.URL, "http") + "/ws" }
+func (e *testEnv) wsURL() string { return wstest.WSURL(e.ts.URL) + "/ws" }
 
-// dialAs connects as the browser client does: the token as the subprotocol "bearer.<token>".
+// dialAs connects as the browser client does: the token as the subprotocol "bearer.<token>",
+// which the hub does not echo.
 func (e *testEnv) dialAs(t *testing.T, ctx context.Context, token string) *wsClient {
 	t.Helper()
 	return dialURL(t, ctx, e.wsURL(), e.ts.Client(), token)
@@ -133,56 +128,11 @@ func (e *testEnv) dialAs(t *testing.T, ctx context.Context, token string) *wsCli
 
 func dialURL(t *testing.T, ctx context.Context, url string, client *http.Client, token string) *wsClient {
 	t.Helper()
-	conn, res, err := websocket.Dial(ctx, url, &websocket.DialOptions{
+	return &wsClient{t: t, Conn: wstest.Dial(t, url, &wstest.DialOptions{
+		Context:      ctx,
 		Subprotocols: []string{wspub.Subprotocol, wspub.SubprotocolTokenPrefix + token},
 		HTTPClient:   client,
-	})
-	require.NoError(t, err)
-	require.Equal(t, http.StatusSwitchingProtocols, res.StatusCode)
-	require.Equal(t, "wspub.v1", conn.Subprotocol(), "the token is not echoed")
-	t.Cleanup(func() { _ = conn.CloseNow() })
-	return &wsClient{t: t, conn: conn}
-}
-
-func (c *wsClient) send(ctx context.Context, v any) {
-	c.t.Helper()
-	b, err := json.Marshal(v)
-	require.NoError(c.t, err)
-	require.NoError(c.t, c.conn.Write(ctx, websocket.MessageText, b))
-}
-
-// nextOrErr returns the next message, reading a frame when none is buffered.
-func (c *wsClient) nextOrErr(ctx context.Context) (wireMsg, error) {
-	for len(c.buf) == 0 {
-		typ, frame, err := c.conn.Read(ctx)
-		if err != nil {
-			return wireMsg{}, err
-		}
-		require.Equal(c.t, websocket.MessageText, typ)
-		for _, line := range bytes.Split(frame, []byte{'\n'}) {
-			var m wireMsg
-			require.NoError(c.t, json.Unmarshal(line, &m), "line %q", line)
-			c.buf = append(c.buf, m)
-		}
-	}
-	m := c.buf[0]
-	c.buf = c.buf[1:]
-	return m, nil
-}
-
-func (c *wsClient) next(ctx context.Context) wireMsg {
-	c.t.Helper()
-	m, err := c.nextOrErr(ctx)
-	require.NoError(c.t, err)
-	return m
-}
-
-// nothingPending proves, with a ping round trip, that the server had queued nothing else
-// for this client: the pong is the next message.
-func (c *wsClient) nothingPending(ctx context.Context, id string) {
-	c.t.Helper()
-	c.send(ctx, map[string]string{"type": "ping", "id": id})
-	assert.Equal(c.t, wireMsg{Type: "pong", ID: id}, c.next(ctx), "nothing else was queued for this client")
+	})}
 }
 
 // waitConns waits until the hub has n connections (a handshake returns before the hub
@@ -278,13 +228,11 @@ func TestHandshakeAuthentication(t *testing.T) {
 	for _, u := range users {
 		e.dialAs(t, ctx, u)
 	}
-	conn, _, err := websocket.Dial(ctx, e.wsURL(), &websocket.DialOptions{
-		Subprotocols: []string{wspub.Subprotocol},
-		HTTPHeader:   http.Header{"Authorization": {"Bearer carol"}},
-		HTTPClient:   e.ts.Client(),
+	wstest.Dial(t, e.wsURL(), &wstest.DialOptions{
+		Context:    ctx,
+		Header:     http.Header{"Authorization": {"Bearer carol"}},
+		HTTPClient: e.ts.Client(),
 	})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.CloseNow() })
 	e.waitConns(t, 4)
 	st := e.app.hub.Stats()
 	assert.Equal(t, 3, st.Users)
@@ -305,7 +253,7 @@ func TestNotifyAndBroadcast(t *testing.T) {
 	sent := v["sent"].(map[string]any)
 	assert.Equal(t, "alice", sent["to"])
 	for _, c := range []*wsClient{alice1, alice2} {
-		n := c.notification(ctx)
+		n := c.notification()
 		assert.Equal(t, "bob", n.From)
 		assert.Equal(t, "lunch at noon?", n.Text, "trimmed")
 		recent(t, n.TS)
@@ -320,16 +268,16 @@ func TestNotifyAndBroadcast(t *testing.T) {
 	status, v = e.post(t, "/broadcast", "alice", `{"text":"release 2.0 is out"}`)
 	require.Equal(t, http.StatusAccepted, status, "%v", v)
 	for _, c := range []*wsClient{alice1, alice2} {
-		a := c.next(ctx).announcement(t)
+		a := announcementOf(t, c.Next())
 		assert.Equal(t, "release 2.0 is out", a.Text)
 		recent(t, a.TS)
-		c.nothingPending(ctx, "x") // in particular not bob's notification
+		c.NothingPending("x") // in particular not bob's notification
 	}
 	// bob got his own notification, then the broadcast, and never alice's.
-	n := bob.notification(ctx)
+	n := bob.notification()
 	assert.Equal(t, notification{From: "system", Text: "maintenance at 6", TS: n.TS}, n)
-	assert.Equal(t, "release 2.0 is out", bob.next(ctx).announcement(t).Text)
-	bob.nothingPending(ctx, "x")
+	assert.Equal(t, "release 2.0 is out", announcementOf(t, bob.Next()).Text)
+	bob.NothingPending("x")
 
 	st := e.app.hub.Stats()
 	assert.Zero(t, st.Dropped)
@@ -337,9 +285,9 @@ func TestNotifyAndBroadcast(t *testing.T) {
 }
 
 // notification reads the next message and returns it as a notification.
-func (c *wsClient) notification(ctx context.Context) notification {
+func (c *wsClient) notification() notification {
 	c.t.Helper()
-	return c.next(ctx).notification(c.t)
+	return notificationOf(c.t, c.Next())
 }
 
 func TestNotifyOfflineUser(t *testing.T) {
@@ -353,8 +301,8 @@ func TestNotifyOfflineUser(t *testing.T) {
 	assert.Equal(t, http.StatusAccepted, status, "%v", v)
 	carol := e.dialAs(t, ctx, "carol")
 	e.waitConns(t, 2)
-	carol.nothingPending(ctx, "x")
-	alice.nothingPending(ctx, "x")
+	carol.NothingPending("x")
+	alice.NothingPending("x")
 }
 
 // TestSwitchUser does what the page's "log in as" selector does: close the client and
@@ -364,7 +312,7 @@ func TestSwitchUser(t *testing.T) {
 	ctx := testContext(t)
 	tab := e.dialAs(t, ctx, "alice")
 	e.waitConns(t, 1)
-	require.NoError(t, tab.conn.Close(websocket.StatusNormalClosure, ""))
+	require.NoError(t, tab.WS.Close(websocket.StatusNormalClosure, ""))
 	e.waitConns(t, 0)
 
 	tab = e.dialAs(t, ctx, "bob")
@@ -373,23 +321,23 @@ func TestSwitchUser(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, status)
 	status, _ = e.post(t, "/notify", "carol", `{"user":"bob","text":"for bob"}`)
 	require.Equal(t, http.StatusAccepted, status)
-	n := tab.notification(ctx)
+	n := tab.notification()
 	assert.Equal(t, "for bob", n.Text)
 	assert.Equal(t, "carol", n.From)
-	tab.nothingPending(ctx, "x")
+	tab.NothingPending("x")
 }
 
 func TestNoChannels(t *testing.T) {
 	e := newTestEnv(t)
 	ctx := testContext(t)
 	c := e.dialAs(t, ctx, "alice")
-	c.send(ctx, map[string]string{"type": "subscribe", "channel": "user:bob", "id": "1"})
-	m := c.next(ctx)
+	c.Send(map[string]string{"type": "subscribe", "channel": "user:bob", "id": "1"})
+	m := c.Next()
 	assert.Equal(t, "error", m.Type)
 	assert.Equal(t, wspub.CodeForbidden, m.Code)
 	assert.Equal(t, "1", m.ID)
 	assert.Zero(t, e.app.hub.Stats().Subscriptions)
-	c.nothingPending(ctx, "x")
+	c.NothingPending("x")
 }
 
 func TestBadRequests(t *testing.T) {
@@ -464,16 +412,16 @@ func TestRun(t *testing.T) {
 	assert.Equal(t, http.StatusOK, status)
 
 	wsctx := testContext(t)
-	c := dialURL(t, wsctx, "ws"+strings.TrimPrefix(url, "http")+"ws", client, "alice")
-	c.nothingPending(wsctx, "ready") // registered: SendToUser can reach it
+	c := dialURL(t, wsctx, wstest.WSURL(url)+"ws", client, "alice")
+	c.NothingPending("ready") // registered: SendToUser can reach it
 	status, _ = request(t, client, http.MethodPost, url+"notify", jsonHeader, `{"user":"alice","text":"hi"}`)
 	require.Equal(t, http.StatusAccepted, status)
-	assert.Equal(t, "hi", c.notification(wsctx).Text)
+	assert.Equal(t, "hi", c.notification().Text)
 
 	cancel() // as SIGINT does
 	// The hub closes the socket with 1001 ("going away"); reading the close frame answers
 	// it, which lets run's hub.Shutdown return.
-	_, err := c.nextOrErr(wsctx)
+	_, err := c.NextOrErr()
 	assert.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err), "%v", err)
 	select {
 	case err := <-done:

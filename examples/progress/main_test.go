@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wspub/wspub"
+	"github.com/wspub/wspub/internal/wstest"
 )
 
 func TestMain(m *testing.M) {
@@ -97,17 +97,8 @@ func (e *testEnv) createJob(t *testing.T, body string) (id, channel string) {
 	return id, channel
 }
 
-// wireMsg is any message of the wspub protocol, as a client receives it.
-type wireMsg struct {
-	Type    string          `json:"type"`
-	Channel string          `json:"channel"`
-	ID      string          `json:"id"`
-	Code    string          `json:"code"`
-	Message string          `json:"message"`
-	Data    json.RawMessage `json:"data"`
-}
-
-func (m wireMsg) progress(t *testing.T) progress {
+// progressOf returns m as a progress update.
+func progressOf(t *testing.T, m wstest.Msg) progress {
 	t.Helper()
 	require.Equal(t, "progress", m.Type, "%+v", m)
 	var p progress
@@ -115,70 +106,14 @@ func (m wireMsg) progress(t *testing.T) progress {
 	return p
 }
 
-// wsClient is a protocol client that splits every frame on '\n'.
-type wsClient struct {
-	t    *testing.T
-	conn *websocket.Conn
-	buf  []wireMsg
-}
-
-func (e *testEnv) dial(t *testing.T, ctx context.Context) *wsClient {
+func (e *testEnv) dial(t *testing.T, ctx context.Context) *wstest.Conn {
 	t.Helper()
-	return dialURL(t, ctx, "ws"+strings.TrimPrefix(e.ts.URL, "http")+"/ws", e.ts.Client())
+	return dialURL(t, ctx, wstest.WSURL(e.ts.URL)+"/ws", e.ts.Client())
 }
 
-func dialURL(t *testing.T, ctx context.Context, url string, client *http.Client) *wsClient {
+func dialURL(t *testing.T, ctx context.Context, url string, client *http.Client) *wstest.Conn {
 	t.Helper()
-	conn, res, err := websocket.Dial(ctx, url, &websocket.DialOptions{
-		Subprotocols: []string{wspub.Subprotocol},
-		HTTPClient:   client,
-	})
-	require.NoError(t, err)
-	require.Equal(t, http.StatusSwitchingProtocols, res.StatusCode)
-	require.Equal(t, "wspub.v1", conn.Subprotocol())
-	t.Cleanup(func() { _ = conn.CloseNow() })
-	return &wsClient{t: t, conn: conn}
-}
-
-func (c *wsClient) send(ctx context.Context, v any) {
-	c.t.Helper()
-	b, err := json.Marshal(v)
-	require.NoError(c.t, err)
-	require.NoError(c.t, c.conn.Write(ctx, websocket.MessageText, b))
-}
-
-// nextOrErr returns the next message, reading a frame when none is buffered.
-func (c *wsClient) nextOrErr(ctx context.Context) (wireMsg, error) {
-	for len(c.buf) == 0 {
-		typ, frame, err := c.conn.Read(ctx)
-		if err != nil {
-			return wireMsg{}, err
-		}
-		require.Equal(c.t, websocket.MessageText, typ)
-		for _, line := range bytes.Split(frame, []byte{'\n'}) {
-			var m wireMsg
-			require.NoError(c.t, json.Unmarshal(line, &m), "line %q", line)
-			c.buf = append(c.buf, m)
-		}
-	}
-	m := c.buf[0]
-	c.buf = c.buf[1:]
-	return m, nil
-}
-
-func (c *wsClient) next(ctx context.Context) wireMsg {
-	c.t.Helper()
-	m, err := c.nextOrErr(ctx)
-	require.NoError(c.t, err)
-	return m
-}
-
-// subscribe subscribes to channel and waits for the server's "subscribed" reply.
-func (c *wsClient) subscribe(ctx context.Context, channel, id string) {
-	c.t.Helper()
-	c.send(ctx, map[string]string{"type": "subscribe", "channel": channel, "id": id})
-	m := c.next(ctx)
-	require.Equal(c.t, wireMsg{Type: "subscribed", Channel: channel, ID: id}, m)
+	return wstest.Dial(t, url, &wstest.DialOptions{Context: ctx, HTTPClient: client})
 }
 
 func TestPage(t *testing.T) {
@@ -226,12 +161,12 @@ func TestClientScript(t *testing.T) {
 
 // readJob reads the progress messages of channel until the job ends and checks their
 // order: percent and step never go back, and the last message is "done" at 100%.
-func readJob(t *testing.T, channel, symbol string, msgs []wireMsg) []progress {
+func readJob(t *testing.T, channel, symbol string, msgs []wstest.Msg) []progress {
 	t.Helper()
 	var got []progress
 	for _, m := range msgs {
 		require.Equal(t, channel, m.Channel)
-		p := m.progress(t)
+		p := progressOf(t, m)
 		got = append(got, p)
 		assert.Equal(t, symbol, p.Symbol)
 		if len(got) > 1 {
@@ -254,16 +189,16 @@ func TestJobProgress(t *testing.T) {
 	assert.Equal(t, map[string]any{"symbol": "MSFT", "status": "pending", "percent": 0.0, "step": steps[0]}, v)
 
 	c := e.dial(t, ctx)
-	c.subscribe(ctx, channel, "1") // subscribed before the job starts: nothing can be missed
+	c.Subscribe(channel, "1") // subscribed before the job starts: nothing can be missed
 	status, v = e.do(t, http.MethodPost, "/jobs/"+id+"/start", "")
 	require.Equal(t, http.StatusAccepted, status, "%v", v)
 	assert.Equal(t, map[string]any{"id": id, "channel": channel}, v)
 
-	var msgs []wireMsg
+	var msgs []wstest.Msg
 	for {
-		m := c.next(ctx)
+		m := c.Next()
 		msgs = append(msgs, m)
-		if m.progress(t).Status != statusRunning {
+		if progressOf(t, m).Status != statusRunning {
 			break
 		}
 	}
@@ -283,8 +218,7 @@ func TestJobProgress(t *testing.T) {
 	assert.Equal(t, map[string]any{"symbol": "MSFT", "status": "done", "percent": 100.0, "step": steps[len(steps)-1]}, v)
 
 	// The page unsubscribes when a job is done.
-	c.send(ctx, map[string]string{"type": "unsubscribe", "channel": channel, "id": "2"})
-	assert.Equal(t, wireMsg{Type: "unsubscribed", Channel: channel, ID: "2"}, c.next(ctx))
+	c.Unsubscribe(channel, "2")
 
 	status, v = e.do(t, http.MethodPost, "/jobs/"+id+"/start", "")
 	assert.Equal(t, http.StatusConflict, status, "a job starts once")
@@ -301,19 +235,19 @@ func TestConcurrentJobs(t *testing.T) {
 	idA, chA := e.createJob(t, "")
 	idB, chB := e.createJob(t, `{"symbol":"NVDA"}`)
 	symbols[chA], symbols[chB] = "AAPL", "NVDA"
-	c.subscribe(ctx, chA, idA)
-	c.subscribe(ctx, chB, idB)
+	c.Subscribe(chA, idA)
+	c.Subscribe(chB, idB)
 	for _, id := range []string{idA, idB} {
 		status, v := e.do(t, http.MethodPost, "/jobs/"+id+"/start", "")
 		require.Equal(t, http.StatusAccepted, status, "%v", v)
 	}
 
-	byChannel := map[string][]wireMsg{}
+	byChannel := map[string][]wstest.Msg{}
 	for done := 0; done < 2; {
-		m := c.next(ctx)
+		m := c.Next()
 		require.Contains(t, symbols, m.Channel, "%+v", m)
 		byChannel[m.Channel] = append(byChannel[m.Channel], m)
-		if m.progress(t).Status == statusDone {
+		if progressOf(t, m).Status == statusDone {
 			done++
 		}
 	}
@@ -384,7 +318,7 @@ func TestShutdownCancelsJobs(t *testing.T) {
 	var ids, channels []string
 	for range 3 {
 		id, ch := e.createJob(t, "")
-		c.subscribe(ctx, ch, id)
+		c.Subscribe(ch, id)
 		ids, channels = append(ids, id), append(channels, ch)
 	}
 	for _, id := range ids {
@@ -392,7 +326,7 @@ func TestShutdownCancelsJobs(t *testing.T) {
 		require.Equal(t, http.StatusAccepted, status)
 	}
 	for range channels {
-		assert.Equal(t, statusRunning, c.next(ctx).progress(t).Status)
+		assert.Equal(t, statusRunning, progressOf(t, c.Next()).Status)
 	}
 	pending, _ := e.createJob(t, "")
 
@@ -405,8 +339,8 @@ func TestShutdownCancelsJobs(t *testing.T) {
 	// Every running job told its subscribers it was cancelled.
 	var cancelled []string
 	for range channels {
-		m := c.next(ctx)
-		assert.Equal(t, statusCancelled, m.progress(t).Status)
+		m := c.Next()
+		assert.Equal(t, statusCancelled, progressOf(t, m).Status)
 		cancelled = append(cancelled, m.Channel)
 	}
 	assert.ElementsMatch(t, channels, cancelled)
@@ -424,7 +358,7 @@ func TestShutdownCancelsJobs(t *testing.T) {
 	// waits for the client's half of the close handshake, so read meanwhile.
 	hubDone := make(chan error, 1)
 	go func() { hubDone <- e.hub.Shutdown(sctx) }()
-	_, err := c.nextOrErr(ctx)
+	_, err := c.NextOrErr()
 	assert.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err), "%v", err)
 	require.NoError(t, <-hubDone)
 	// goleak, in TestMain, checks that no job, hub or connection goroutine is left.
@@ -455,11 +389,11 @@ func TestRun(t *testing.T) {
 	id, channel := v["id"].(string), v["channel"].(string)
 
 	wsctx := testContext(t)
-	c := dialURL(t, wsctx, "ws"+strings.TrimPrefix(url, "http")+"ws", client)
-	c.subscribe(wsctx, channel, id)
+	c := dialURL(t, wsctx, wstest.WSURL(url)+"ws", client)
+	c.Subscribe(channel, id)
 	status, _ = doRequest(t, client, http.MethodPost, url+"jobs/"+id+"/start", "")
 	require.Equal(t, http.StatusAccepted, status)
-	assert.Equal(t, statusRunning, c.next(wsctx).progress(t).Status)
+	assert.Equal(t, statusRunning, progressOf(t, c.Next()).Status)
 
 	cancel() // as SIGINT does
 	// The job publishes "cancelled", then the hub closes the socket with 1001; Hub.Shutdown
@@ -467,12 +401,12 @@ func TestRun(t *testing.T) {
 	// frame answers it, which lets run's hub.Shutdown return.
 	gotCancelled := false
 	for {
-		m, err := c.nextOrErr(wsctx)
+		m, err := c.NextOrErr()
 		if err != nil {
 			assert.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err), "%v", err)
 			break
 		}
-		if m.progress(t).Status == statusCancelled {
+		if progressOf(t, m).Status == statusCancelled {
 			gotCancelled = true
 		}
 	}

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wspub/wspub"
+	"github.com/wspub/wspub/internal/wstest"
 )
 
 func TestMain(m *testing.M) {
@@ -77,17 +76,8 @@ func get(t *testing.T, client *http.Client, method, url string) (*http.Response,
 	return res, body
 }
 
-// wireMsg is any message of the wspub protocol, as a client receives it.
-type wireMsg struct {
-	Type    string          `json:"type"`
-	Channel string          `json:"channel"`
-	ID      string          `json:"id"`
-	Code    string          `json:"code"`
-	Message string          `json:"message"`
-	Data    json.RawMessage `json:"data"`
-}
-
-func (m wireMsg) quote(t *testing.T) quote {
+// quoteOf returns m as a quote.
+func quoteOf(t *testing.T, m wstest.Msg) quote {
 	t.Helper()
 	require.Equal(t, "quote", m.Type, "%+v", m)
 	var q quote
@@ -95,11 +85,11 @@ func (m wireMsg) quote(t *testing.T) quote {
 	return q
 }
 
-// wsClient is a protocol client that splits every frame on '\n'.
+// wsClient is a protocol client of the example. Its replies may come after quotes, which
+// until, subscribe and ping return.
 type wsClient struct {
-	t    *testing.T
-	conn *websocket.Conn
-	buf  []wireMsg
+	*wstest.Conn
+	t *testing.T
 }
 
 func (e *testEnv) dial(t *testing.T, ctx context.Context, client *http.Client) *wsClient {
@@ -107,85 +97,45 @@ func (e *testEnv) dial(t *testing.T, ctx context.Context, client *http.Client) *
 	if client == nil {
 		client = e.ts.Client()
 	}
-	return dialURL(t, ctx, "ws"+strings.TrimPrefix(e.ts.URL, "http")+"/ws", client)
+	return dialURL(t, ctx, wstest.WSURL(e.ts.URL)+"/ws", client)
 }
 
 func dialURL(t *testing.T, ctx context.Context, url string, client *http.Client) *wsClient {
 	t.Helper()
-	conn, res, err := websocket.Dial(ctx, url, &websocket.DialOptions{
-		Subprotocols: []string{wspub.Subprotocol},
-		HTTPClient:   client,
-	})
-	require.NoError(t, err)
-	require.Equal(t, http.StatusSwitchingProtocols, res.StatusCode)
-	require.Equal(t, "wspub.v1", conn.Subprotocol())
-	t.Cleanup(func() { _ = conn.CloseNow() })
-	return &wsClient{t: t, conn: conn}
-}
-
-func (c *wsClient) send(ctx context.Context, v any) {
-	c.t.Helper()
-	b, err := json.Marshal(v)
-	require.NoError(c.t, err)
-	require.NoError(c.t, c.conn.Write(ctx, websocket.MessageText, b))
-}
-
-// nextOrErr returns the next message, reading a frame when none is buffered.
-func (c *wsClient) nextOrErr(ctx context.Context) (wireMsg, error) {
-	for len(c.buf) == 0 {
-		typ, frame, err := c.conn.Read(ctx)
-		if err != nil {
-			return wireMsg{}, err
-		}
-		require.Equal(c.t, websocket.MessageText, typ)
-		for _, line := range bytes.Split(frame, []byte{'\n'}) {
-			var m wireMsg
-			require.NoError(c.t, json.Unmarshal(line, &m), "line %q", line)
-			c.buf = append(c.buf, m)
-		}
-	}
-	m := c.buf[0]
-	c.buf = c.buf[1:]
-	return m, nil
-}
-
-func (c *wsClient) next(ctx context.Context) wireMsg {
-	c.t.Helper()
-	m, err := c.nextOrErr(ctx)
-	require.NoError(c.t, err)
-	return m
+	return &wsClient{t: t, Conn: wstest.Dial(t, url, &wstest.DialOptions{Context: ctx, HTTPClient: client})}
 }
 
 // until reads messages until the reply of the given type and id, and returns the
 // quotes read before it (a quote published while the request was being handled may
 // precede the reply).
-func (c *wsClient) until(ctx context.Context, typ, id string) (reply wireMsg, before []quote) {
+func (c *wsClient) until(typ, id string) (reply wstest.Msg, before []quote) {
 	c.t.Helper()
 	for {
-		m := c.next(ctx)
+		m := c.Next()
 		if m.Type == typ && m.ID == id {
 			return m, before
 		}
-		before = append(before, m.quote(c.t))
+		before = append(before, quoteOf(c.t, m))
 	}
 }
 
-// subscribe subscribes to channel and waits for the "subscribed" reply.
-func (c *wsClient) subscribe(ctx context.Context, channel, id string) []quote {
+// subscribe subscribes to channel and waits for the "subscribed" reply, reading past
+// quotes (of the client's other channels), which it returns, unlike Conn.Subscribe.
+func (c *wsClient) subscribe(channel, id string) []quote {
 	c.t.Helper()
-	c.send(ctx, map[string]string{"type": "subscribe", "channel": channel, "id": id})
-	reply, before := c.until(ctx, "subscribed", id)
-	require.Equal(c.t, wireMsg{Type: "subscribed", Channel: channel, ID: id}, reply)
+	c.Send(map[string]string{"type": "subscribe", "channel": channel, "id": id})
+	reply, before := c.until("subscribed", id)
+	require.Equal(c.t, wstest.Msg{Type: "subscribed", Channel: channel, ID: id}, reply)
 	return before
 }
 
 // ping sends a ping and returns the quotes that arrive before its pong: everything the
 // server had queued for this client when it handled the ping.
-func (c *wsClient) ping(ctx context.Context, id string) []quote {
+func (c *wsClient) ping(id string) []quote {
 	c.t.Helper()
-	c.send(ctx, map[string]string{"type": "ping", "id": id})
-	reply, before := c.until(ctx, "pong", id)
-	require.Equal(c.t, wireMsg{Type: "pong", ID: id}, reply)
+	c.Send(map[string]string{"type": "ping", "id": id})
+	reply, before := c.until("pong", id)
+	require.Equal(c.t, wstest.Msg{Type: "pong", ID: id}, reply)
 	return before
 }
 
@@ -298,15 +248,15 @@ func TestSubscribeAndUnsubscribe(t *testing.T) {
 	c := e.dial(t, ctx, nil)
 	other := e.dial(t, ctx, nil)
 
-	got := c.subscribe(ctx, "quote:AAPL", "1")
-	other.subscribe(ctx, "quote:MSFT", "1")
-	other.subscribe(ctx, "quote:TSLA", "2")
+	got := c.subscribe("quote:AAPL", "1")
+	other.subscribe("quote:MSFT", "1")
+	other.subscribe("quote:TSLA", "2")
 
 	// Quotes of AAPL only, in order, several per generator round.
 	for len(got) < 30 {
-		m := c.next(ctx)
+		m := c.Next()
 		require.Equal(t, "quote:AAPL", m.Channel, "%+v", m)
-		got = append(got, m.quote(t))
+		got = append(got, quoteOf(t, m))
 	}
 	for i, q := range got {
 		checkQuote(t, "AAPL", q)
@@ -318,22 +268,22 @@ func TestSubscribeAndUnsubscribe(t *testing.T) {
 	// The other client gets both of its symbols, and nothing else.
 	seen := map[string]int{}
 	for seen["MSFT"] < 5 || seen["TSLA"] < 5 {
-		q := other.next(ctx).quote(t)
+		q := quoteOf(t, other.Next())
 		require.Contains(t, []string{"MSFT", "TSLA"}, q.Symbol)
 		seen[q.Symbol]++
 	}
 
 	// Unsubscribe: quotes queued before the reply may still arrive, none after it.
-	c.send(ctx, map[string]string{"type": "unsubscribe", "channel": "quote:AAPL", "id": "2"})
-	reply, _ := c.until(ctx, "unsubscribed", "2")
-	assert.Equal(t, wireMsg{Type: "unsubscribed", Channel: "quote:AAPL", ID: "2"}, reply)
+	c.Send(map[string]string{"type": "unsubscribe", "channel": "quote:AAPL", "id": "2"})
+	reply, _ := c.until("unsubscribed", "2")
+	assert.Equal(t, wstest.Msg{Type: "unsubscribed", Channel: "quote:AAPL", ID: "2"}, reply)
 	time.Sleep(20 * fastInterval) // the generator goes on publishing meanwhile
-	assert.Empty(t, c.ping(ctx, "x"), "nothing arrives after the unsubscribe: the pong comes first")
+	assert.Empty(t, c.ping("x"), "nothing arrives after the unsubscribe: the pong comes first")
 	assert.Equal(t, 2, e.app.hub.Stats().Subscriptions, "only the other client's two are left")
 
 	// Subscribing again resumes the feed, with newer quotes.
-	before := c.subscribe(ctx, "quote:AAPL", "3")
-	q := c.next(ctx).quote(t)
+	before := c.subscribe("quote:AAPL", "3")
+	q := quoteOf(t, c.Next())
 	checkQuote(t, "AAPL", q)
 	for _, b := range before {
 		assert.Less(t, b.TS, q.TS)
@@ -347,18 +297,18 @@ func TestUnknownChannelsRefused(t *testing.T) {
 	c := e.dial(t, ctx, nil)
 	for i, ch := range []string{"quote:IBM", "quote:aapl", "quote:", "AAPL", "task:42"} {
 		id := string(rune('a' + i))
-		c.send(ctx, map[string]string{"type": "subscribe", "channel": ch, "id": id})
-		m := c.next(ctx)
+		c.Send(map[string]string{"type": "subscribe", "channel": ch, "id": id})
+		m := c.Next()
 		assert.Equal(t, "error", m.Type, "%s: %+v", ch, m)
 		assert.Equal(t, wspub.CodeInvalidChannel, m.Code, ch)
 		assert.Equal(t, id, m.ID)
 		assert.Contains(t, m.Message, "AAPL, MSFT", "the message lists the symbols")
 	}
-	c.send(ctx, map[string]any{"type": "publish", "channel": "quote:AAPL", "data": map[string]int{"price": 1}, "id": "p"})
-	m := c.next(ctx)
-	assert.Equal(t, wireMsg{Type: "error", Code: wspub.CodeForbidden, ID: "p", Message: m.Message}, m, "clients cannot publish quotes")
+	c.Send(map[string]any{"type": "publish", "channel": "quote:AAPL", "data": map[string]int{"price": 1}, "id": "p"})
+	m := c.Next()
+	assert.Equal(t, wstest.Msg{Type: "error", Code: wspub.CodeForbidden, ID: "p", Message: m.Message}, m, "clients cannot publish quotes")
 	assert.Zero(t, e.app.hub.Stats().Subscriptions)
-	assert.Empty(t, c.ping(ctx, "x"), "the connection stays usable")
+	assert.Empty(t, c.ping("x"), "the connection stays usable")
 }
 
 // smallBuffers wraps a listener so that every accepted connection has a small kernel send
@@ -396,7 +346,7 @@ func TestSlowClientKeepsNewestQuote(t *testing.T) {
 	}}
 	t.Cleanup(transport.CloseIdleConnections)
 	slow := e.dial(t, ctx, &http.Client{Transport: transport})
-	slow.subscribe(ctx, "quote:AAPL", "1")
+	slow.subscribe("quote:AAPL", "1")
 
 	// A burst of 3000 rounds (3000 AAPL quotes, about 375 KB) while the client reads nothing.
 	const rounds = 3000
@@ -418,7 +368,7 @@ func TestSlowClientKeepsNewestQuote(t *testing.T) {
 	// The slow client reads again: what survived, in order, ending with the newest quote.
 	var got []quote
 	for {
-		q := slow.next(ctx).quote(t)
+		q := quoteOf(t, slow.Next())
 		if len(got) > 0 {
 			require.Greater(t, q.TS, got[len(got)-1].TS, "order is kept across drops")
 		}
@@ -429,7 +379,7 @@ func TestSlowClientKeepsNewestQuote(t *testing.T) {
 	}
 	assert.Equal(t, last, got[len(got)-1], "the newest quote arrives")
 	assert.Less(t, len(got), rounds, "old quotes were dropped")
-	assert.Empty(t, slow.ping(ctx, "x"), "nothing is left after the newest quote")
+	assert.Empty(t, slow.ping("x"), "nothing is left after the newest quote")
 
 	st = e.app.hub.Stats()
 	assert.Zero(t, st.SlowEvictions)
@@ -462,15 +412,15 @@ func TestRun(t *testing.T) {
 	assert.Equal(t, http.StatusOK, res.StatusCode)
 
 	wsctx := testContext(t)
-	c := dialURL(t, wsctx, "ws"+strings.TrimPrefix(url, "http")+"ws", client)
-	c.subscribe(wsctx, "quote:NVDA", "1")
-	checkQuote(t, "NVDA", c.next(wsctx).quote(t))
+	c := dialURL(t, wsctx, wstest.WSURL(url)+"ws", client)
+	c.subscribe("quote:NVDA", "1")
+	checkQuote(t, "NVDA", quoteOf(t, c.Next()))
 
 	cancel() // as SIGINT does
 	// The hub closes the socket with 1001 ("going away"); reading the close frame answers
 	// it, which lets run's hub.Shutdown return.
 	for {
-		m, err := c.nextOrErr(wsctx)
+		m, err := c.NextOrErr()
 		if err != nil {
 			assert.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err), "%v", err)
 			break
