@@ -17,9 +17,10 @@ import (
 // Conn is one client connection of a Hub. Its methods are safe for concurrent use. A Conn
 // is only valid while it is open; keep its ID, not the *Conn, to address it later.
 type Conn struct {
-	hub *Hub
-	ws  *websocket.Conn
-	raw net.Conn // the hijacked TCP connection, for write deadlines and forced closes
+	hub  *Hub
+	ws   *websocket.Conn
+	raw  net.Conn     // the hijacked TCP connection, for write deadlines and forced closes
+	wire *frameWriter // what ws writes to: raw, with frames gathered by the writer loop
 
 	id, userID, origin, userAgent, remoteAddr string
 	connectedAt                               time.Time
@@ -48,8 +49,11 @@ type Conn struct {
 	closeCode   websocket.StatusCode
 	closeReason string
 
-	write   func(p []byte) error // writes one frame; the WebSocket unless a benchmark swaps it
-	writeFn func()               // c.writeLoop, bound once so starting a writer allocates nothing
+	// The writer loop writes frames with write, then calls flush (if not nil) to hand them
+	// to the kernel: writeWS and flushWS, unless a test or benchmark swaps them.
+	write   func(p []byte) error
+	flush   func() error
+	writeFn func() // c.writeLoop, bound once so starting a writer allocates nothing
 }
 
 // ID returns the connection's ID, unique within its hub and, with a random per-hub

@@ -42,6 +42,7 @@ type Hub struct {
 	stats         counters
 	batches       sync.Pool // *batch scratch space of running writers
 	segments      sync.Pool // *segment of send queues
+	gathers       sync.Pool // *[]byte where a writer gathers its frames for one write(2)
 
 	handlersMu sync.RWMutex
 	handlers   map[string]Handler
@@ -173,7 +174,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.syncInterest(brokerUserPrefix + id.UserID)
 	}
 	c := h.newConn(r, id)
-	hw := &hijackWriter{ResponseWriter: w}
+	hw := &hijackWriter{ResponseWriter: w, pool: &h.gathers}
 	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{Subprotocol},
 		InsecureSkipVerify: true, // the origin was checked above
@@ -191,7 +192,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			slog.String("error", err.Error()))
 		return
 	}
-	c.ws, c.raw = ws, hw.conn
+	c.ws, c.raw, c.wire = ws, hw.conn, hw.wire
 	ws.SetReadLimit(h.opts.MaxMessageBytes)
 	// Serve on a goroutine of the hub's own and return: net/http's goroutine, its grown
 	// stack and the parsed request are released, which is a third of what an idle
@@ -219,7 +220,7 @@ func (h *Hub) newConn(r *http.Request, id Identity) *Conn {
 		connectedAt: time.Now(),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(r.Context()))
-	c.write, c.writeFn = c.writeWS, c.writeLoop
+	c.write, c.flush, c.writeFn = c.writeWS, c.flushWS, c.writeLoop
 	c.lastPong.Store(c.connectedAt.UnixNano())
 	c.initLimits()
 	return c

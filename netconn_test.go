@@ -5,8 +5,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,81 +59,140 @@ func TestFrameSize(t *testing.T) {
 	}
 }
 
-// callConn is a net.Conn that records which frameWriter.Write call each byte it is
-// given arrived in.
-type callConn struct {
+// writesConn is a net.Conn that records each write it is given.
+type writesConn struct {
 	net.Conn
-	call  *int
-	bytes []byte
-	calls []int // calls[i] is the call that wrote bytes[i]
+	writes [][]byte
+	fail   error // returned by every write once set
 }
 
-func (c *callConn) Write(p []byte) (int, error) {
-	c.bytes = append(c.bytes, p...)
-	for range p {
-		c.calls = append(c.calls, *c.call)
+func (c *writesConn) Write(p []byte) (int, error) {
+	if c.fail != nil {
+		return 0, c.fail
 	}
+	c.writes = append(c.writes, bytes.Clone(p))
 	return len(p), nil
 }
 
-// countingWriter counts the calls made to the frameWriter under it.
-type countingWriter struct {
-	fw   *frameWriter
-	call *int
+func (c *writesConn) stream() []byte { return bytes.Join(c.writes, nil) }
+
+// frame returns an unmasked final frame of the given opcode with n bytes of payload.
+func frame(opcode byte, n int, fill byte) []byte {
+	h := header(n)
+	h[0] = 0x80 | opcode
+	return append(h, bytes.Repeat([]byte{fill}, n)...)
 }
 
-func (w countingWriter) Write(p []byte) (int, error) {
-	*w.call++
-	return w.fw.Write(p)
+// writeFrame writes f through bw the way coder/websocket does: header, payload, flush.
+func writeFrame(t *testing.T, bw *bufio.Writer, f []byte) {
+	t.Helper()
+	size, ok := frameSize(f)
+	require.True(t, ok)
+	require.Equal(t, int64(len(f)), size)
+	hdr := 2
+	switch f[1] & 0x7f {
+	case 126:
+		hdr = 4
+	case 127:
+		hdr = 10
+	}
+	_, err := bw.Write(f[:hdr])
+	require.NoError(t, err)
+	_, err = bw.Write(f[hdr:])
+	require.NoError(t, err)
+	require.NoError(t, bw.Flush())
 }
 
-// TestFrameWriterOneCallPerFrame writes frames the way coder/websocket does (header,
-// payload, flush) through a bufio.Writer of the hub's size, and checks that every frame
-// reaches the socket whole within one call (one writev(2) on a TCP connection), and the
-// stream unchanged.
-func TestFrameWriterOneCallPerFrame(t *testing.T) {
-	call := 0
-	conn := &callConn{call: &call}
-	fw := &frameWriter{conn: conn}
-	bw := bufio.NewWriterSize(countingWriter{fw, &call}, hijackWriteBuffer)
+// newFrameWriter returns a frameWriter over a recording conn, and the bufio.Writer of the
+// hub's size over it.
+func newFrameWriter() (*frameWriter, *writesConn, *bufio.Writer) {
+	conn := &writesConn{}
+	fw := &frameWriter{conn: conn, pool: &sync.Pool{}}
+	return fw, conn, bufio.NewWriterSize(fw, hijackWriteBuffer)
+}
 
-	sizes := []int{0, 5, 125, 126, hijackWriteBuffer - 4, hijackWriteBuffer - 3, hijackWriteBuffer, 2500, 70000, 1}
+// TestFrameWriterGathers: while corked, data frames of every size reach the socket in
+// one write at uncork, unchanged and in order; uncorked, each frame goes out when it is
+// flushed.
+func TestFrameWriterGathers(t *testing.T) {
+	fw, conn, bw := newFrameWriter()
 	var want []byte
-	var starts []int
-	for i, n := range sizes {
-		payload := bytes.Repeat([]byte{byte('a' + i)}, n)
-		starts = append(starts, len(want))
-		want = append(append(want, header(n)...), payload...)
-		_, err := bw.Write(header(n))
-		require.NoError(t, err)
-		_, err = bw.Write(payload)
-		require.NoError(t, err)
-		require.NoError(t, bw.Flush())
-		assert.Equal(t, len(want), len(conn.bytes), "frame %d (%d bytes) not fully written after its flush", i, n)
+	require.True(t, fw.cork())
+	for i, n := range []int{0, 5, 125, 126, hijackWriteBuffer - 4, hijackWriteBuffer, 2500, 70000} {
+		f := frame(0x1, n, byte('a'+i))
+		writeFrame(t, bw, f)
+		want = append(want, f...)
 	}
-	require.Equal(t, want, conn.bytes)
+	assert.Empty(t, conn.writes, "nothing is written while corked")
+	require.NoError(t, fw.uncork())
+	require.Len(t, conn.writes, 1)
+	assert.Equal(t, want, conn.writes[0])
+
+	small := frame(0x1, 10, 'z')
+	writeFrame(t, bw, small)
+	require.Len(t, conn.writes, 2, "uncorked, a frame is written when it is flushed")
+	assert.Equal(t, small, conn.writes[1])
+	assert.NoError(t, fw.uncork(), "uncork without cork does nothing")
+	assert.Len(t, conn.writes, 2)
 	assert.False(t, fw.lost)
-	starts = append(starts, len(want))
-	for i := range sizes {
-		frame := conn.calls[starts[i]:starts[i+1]]
-		assert.Equal(t, frame[0], frame[len(frame)-1], "frame %d (%d bytes) written over several calls", i, sizes[i])
+}
+
+// TestFrameWriterControlFramesAreNotHeld: a close, ping or pong written while corked goes
+// out at once, after the data frames gathered before it.
+func TestFrameWriterControlFramesAreNotHeld(t *testing.T) {
+	for _, opcode := range []byte{0x8, 0x9, 0xa} {
+		t.Run(fmt.Sprintf("opcode=%#x", opcode), func(t *testing.T) {
+			fw, conn, bw := newFrameWriter()
+			require.True(t, fw.cork())
+			data := frame(0x1, 300, 'd')
+			control := frame(opcode, 20, 'c')
+			writeFrame(t, bw, data)
+			writeFrame(t, bw, control)
+			require.Len(t, conn.writes, 1)
+			assert.Equal(t, append(bytes.Clone(data), control...), conn.writes[0])
+			after := frame(0x1, 3, 'e')
+			writeFrame(t, bw, after)
+			assert.Len(t, conn.writes, 1, "still corked after the control frame")
+			require.NoError(t, fw.uncork())
+			assert.Equal(t, append(append(bytes.Clone(data), control...), after...), conn.stream())
+		})
 	}
 }
 
-// TestFrameWriterLostPassesThrough: bytes that are not server frames are passed on
-// unchanged, at once.
+// TestFrameWriterWriteError: a failed write while corked fails the frames written after
+// it and is reported by uncork; the next cork starts afresh.
+func TestFrameWriterWriteError(t *testing.T) {
+	fw, conn, bw := newFrameWriter()
+	require.True(t, fw.cork())
+	conn.fail = errors.New("broken pipe")
+	_, err := fw.Write(frame(0x9, 1, 'p'))
+	require.ErrorIs(t, err, conn.fail)
+	_, err = fw.Write(frame(0x1, 1, 'd'))
+	require.ErrorIs(t, err, conn.fail)
+	require.ErrorIs(t, fw.uncork(), conn.fail)
+	conn.fail = nil
+	require.True(t, fw.cork())
+	writeFrame(t, bw, frame(0x1, 1, 'x'))
+	require.NoError(t, fw.uncork())
+	assert.Equal(t, frame(0x1, 1, 'x'), conn.stream())
+}
+
+// TestFrameWriterLostPassesThrough: bytes that are not server frames are passed on at
+// once, and gathering stops for good.
 func TestFrameWriterLostPassesThrough(t *testing.T) {
-	call := 0
-	conn := &callConn{call: &call}
-	fw := &frameWriter{conn: conn}
+	fw, conn, _ := newFrameWriter()
+	require.True(t, fw.cork())
 	masked := []byte{0x81, 0x82, 1, 2, 3, 4, 5, 6}
 	n, err := fw.Write(masked)
 	require.NoError(t, err)
 	assert.Equal(t, len(masked), n)
 	assert.True(t, fw.lost)
+	assert.Equal(t, [][]byte{masked}, conn.writes)
+	require.NoError(t, fw.uncork())
+	assert.False(t, fw.cork(), "a lost stream is not gathered")
 	_, err = fw.Write(header(300)[:3])
 	require.NoError(t, err)
-	assert.Equal(t, append(masked, header(300)[:3]...), conn.bytes)
+	assert.Equal(t, append(bytes.Clone(masked), header(300)[:3]...), conn.stream())
 }
 
 // TestLargeMessagesThroughSmallWriteBuffer: messages and batches far larger than the

@@ -185,30 +185,19 @@ func (c *Conn) writeLoop() {
 			if v := h.batches.Get(); v != nil {
 				b = v.(*batch)
 			} else {
-				b = new(batch)
+				b = &batch{msgs: make([][]byte, 0, maxWriteMsgs)}
 			}
 		}
-		for c.q.n > 0 && len(b.msgs) < h.opts.MaxBatch {
-			b.msgs = append(b.msgs, c.q.pop(&h.segments))
+		// What one write(2) carries: about maxWriteBytes, in frames of MaxBatch messages
+		// at most.
+		for size := 0; c.q.n > 0 && size < maxWriteBytes && len(b.msgs) < maxWriteMsgs; {
+			m := c.q.pop(&h.segments)
+			b.msgs = append(b.msgs, m)
+			size += len(m)
 		}
 		c.mu.Unlock()
 
-		frame := b.msgs[0]
-		if len(b.msgs) > 1 {
-			size := len(b.msgs) - 1
-			for _, m := range b.msgs {
-				size += len(m)
-			}
-			b.frame = slices.Grow(b.frame[:0], size) // one allocation at most
-			for i, m := range b.msgs {
-				if i > 0 {
-					b.frame = append(b.frame, '\n')
-				}
-				b.frame = append(b.frame, m...)
-			}
-			frame = b.frame
-		}
-		err := c.write(frame)
+		frames, err := c.writeFrames(b)
 		n := len(b.msgs)
 		clear(b.msgs)
 		b.msgs = b.msgs[:0]
@@ -217,8 +206,52 @@ func (c *Conn) writeLoop() {
 			continue
 		}
 		h.stats.delivered.Add(uint64(n))
-		h.stats.frames.Add(1)
+		h.stats.frames.Add(uint64(frames))
 	}
+}
+
+// maxWriteBytes is about how much a writer hands the kernel in one call. One write(2)
+// to a socket costs about as much for 16 KiB as for 100 bytes, so a writer that is
+// behind catches up by writing several frames at once.
+const maxWriteBytes = 16 << 10
+
+// maxWriteMsgs bounds the messages of one write(2), and so the writer's scratch space.
+const maxWriteMsgs = 128
+
+// writeFrames writes b.msgs in frames of up to MaxBatch messages separated by '\n', then
+// flushes them to the socket. It returns how many frames it wrote.
+func (c *Conn) writeFrames(b *batch) (frames int, err error) {
+	perFrame := c.hub.opts.MaxBatch
+	for i := 0; i < len(b.msgs) && err == nil; i += perFrame {
+		err = c.write(b.join(b.msgs[i:min(i+perFrame, len(b.msgs))]))
+		frames++
+	}
+	if c.flush != nil {
+		if ferr := c.flush(); err == nil {
+			err = ferr
+		}
+	}
+	return frames, err
+}
+
+// join returns the frame of msgs: the message itself, or the messages separated by '\n'
+// in b.frame, valid until the next call.
+func (b *batch) join(msgs [][]byte) []byte {
+	if len(msgs) == 1 {
+		return msgs[0]
+	}
+	size := len(msgs) - 1
+	for _, m := range msgs {
+		size += len(m)
+	}
+	b.frame = slices.Grow(b.frame[:0], size) // one allocation at most
+	for i, m := range msgs {
+		if i > 0 {
+			b.frame = append(b.frame, '\n')
+		}
+		b.frame = append(b.frame, m...)
+	}
+	return b.frame
 }
 
 // writeFailed handles a failed write of n messages: a timeout evicts a slow consumer,
@@ -243,18 +276,32 @@ func (c *Conn) writeFailed(err error, n int) {
 	_ = c.raw.Close()
 }
 
-// writeWS writes one text frame with a deadline, not a per-write context: a cancelable
-// context costs allocations on every write, and cancelling one closes the connection.
-// Once the connection is closing, the close deadline bounds every write.
+// writeWS writes one text frame into the frameWriter, which gathers it until flushWS.
+// Writes have a deadline, not a per-write context: a cancelable context costs
+// allocations on every write, and cancelling one closes the connection. Once the
+// connection is closing, the close deadline bounds every write.
 func (c *Conn) writeWS(p []byte) error {
+	if !c.wire.cork() { // not gathering: the frame goes to the socket now
+		c.setWriteDeadline()
+		defer c.raw.SetWriteDeadline(time.Time{})
+	}
+	return c.ws.Write(context.Background(), websocket.MessageText, p)
+}
+
+// flushWS writes the frames gathered since the first writeWS to the socket.
+func (c *Conn) flushWS() error {
+	c.setWriteDeadline()
+	err := c.wire.uncork()
+	_ = c.raw.SetWriteDeadline(time.Time{})
+	return err
+}
+
+func (c *Conn) setWriteDeadline() {
 	deadline := time.Now().Add(c.hub.opts.WriteTimeout)
 	if by := c.closeBy.Load(); by != 0 {
 		deadline = time.Unix(0, min(by, deadline.UnixNano()))
 	}
 	_ = c.raw.SetWriteDeadline(deadline)
-	err := c.ws.Write(context.Background(), websocket.MessageText, p)
-	_ = c.raw.SetWriteDeadline(time.Time{})
-	return err
 }
 
 // evicted counts, logs and reports the eviction of a slow consumer whose queue held
