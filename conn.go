@@ -48,6 +48,7 @@ type Conn struct {
 	dropLogged  bool // the first DropOldest drop was logged
 	closeCode   websocket.StatusCode
 	closeReason string
+	progress    int64 // Hub.clock when the writer last took messages, or the queue stopped being empty
 
 	// The writer loop writes frames with write, then calls flush (if not nil) to hand them
 	// to the kernel: writeWS and flushWS, unless a test or benchmark swaps them.

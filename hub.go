@@ -10,6 +10,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +39,7 @@ type Hub struct {
 
 	brokerFailing atomic.Bool // the last broker operation failed; see brokerResult
 	nextID        atomic.Uint64
+	epoch         time.Time // of clock
 	reg           *registry
 	stats         counters
 	batches       sync.Pool // *batch scratch space of running writers
@@ -76,6 +78,7 @@ func New(opts *Options) *Hub {
 		handlers: make(map[string]Handler),
 		done:     make(chan struct{}),
 		drained:  make(chan struct{}),
+		epoch:    time.Now(),
 	}
 	for _, p := range badPatterns {
 		h.log.LogAttrs(context.Background(), slog.LevelError, "wspub_bad_origin_pattern",
@@ -226,6 +229,9 @@ func (h *Hub) newConn(r *http.Request, id Identity) *Conn {
 	return c
 }
 
+// clock returns monotonic nanoseconds since New.
+func (h *Hub) clock() int64 { return int64(time.Since(h.epoch)) }
+
 // enter registers a ServeHTTP call unless shutdown has started.
 func (h *Hub) enter() bool {
 	h.stateMu.Lock()
@@ -331,6 +337,11 @@ func (h *Hub) encode(channel string, m Message) ([]byte, error) {
 // publishes to a channel reach each subscriber in that order. Publishing to a channel
 // with no subscribers is not an error.
 //
+// When most of the subscribers' writers are behind (they have messages queued and have
+// taken none for 5 ms), Publish yields the processor once (runtime.Gosched) before it
+// returns, so that a burst from one goroutine does not run far ahead of the sockets:
+// this bounds latency and queued memory, and never waits for a client.
+//
 // With Options.Broker, the message also goes to the other nodes. This node's subscribers
 // get it first; if the broker then fails, Publish returns an error wrapping ErrBroker,
 // within Options.BrokerTimeout at the latest.
@@ -386,11 +397,22 @@ func (h *Hub) fanout(ctx context.Context, route string, frame []byte, targets fu
 		start = time.Now()
 	}
 	conns := targets()
+	behind := 0 // targets whose writer is behind (see Conn.push)
+	now := h.clock()
 	for _, c := range conns {
-		_ = c.enqueue(frame) // a closed or evicted subscriber is counted, not an error
+		// A closed or evicted subscriber is counted, not an error.
+		if late, err := c.push(frame, now); err == nil && late {
+			behind++
+		}
 	}
 	if h.opts.Observer != nil {
 		h.opts.Observer.Fanout(len(conns), time.Since(start))
+	}
+	if behind > len(conns)/2 {
+		// Most writers are behind: let them run before this goroutine publishes again,
+		// so that a burst does not run far ahead of the sockets, which only adds latency
+		// and queued memory. It never waits: with nothing else to run, it returns at once.
+		runtime.Gosched()
 	}
 	if h.broker == nil {
 		return nil

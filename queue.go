@@ -89,11 +89,24 @@ type batch struct {
 // enqueue adds an encoded message to the send queue and makes sure a writer runs. It
 // never blocks on the network. When the queue is full it applies Options.Overflow.
 func (c *Conn) enqueue(frame []byte) error {
+	_, err := c.push(frame, c.hub.clock())
+	return err
+}
+
+// behindAfter is how long a writer with messages queued may go without taking any before
+// Publish counts it as behind. A busy writer takes messages every write(2), tens of
+// microseconds apart; 5 ms means it has not been scheduled, or its socket is full.
+const behindAfter = 5 * time.Millisecond
+
+// push is enqueue that also reports whether the writer is behind: messages were queued
+// ahead of this one, and the writer has not taken any for longer than behindAfter. now
+// is the hub's clock.
+func (c *Conn) push(frame []byte, now int64) (behind bool, err error) {
 	h := c.hub
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
-		return ErrConnClosed
+		return false, ErrConnClosed
 	}
 	if !c.fitsLocked(len(frame)) {
 		if h.opts.Overflow != DropOldest {
@@ -103,7 +116,7 @@ func (c *Conn) enqueue(frame []byte) error {
 			c.startWriterLocked()
 			c.mu.Unlock()
 			c.evicted("send queue full", queuedBytes, queued)
-			return ErrSlowConsumer
+			return false, ErrSlowConsumer
 		}
 		dropped := 0
 		for c.q.n > 0 && !c.fitsLocked(len(frame)) {
@@ -119,10 +132,15 @@ func (c *Conn) enqueue(frame []byte) error {
 				slog.String("cause", "send queue full; dropping oldest (logged once per connection)"))
 		}
 	}
+	if c.q.n == 0 {
+		c.progress = now
+	} else {
+		behind = now-c.progress > int64(behindAfter)
+	}
 	c.q.push(frame, &h.segments)
 	c.startWriterLocked()
 	c.mu.Unlock()
-	return nil
+	return behind, nil
 }
 
 func (c *Conn) fitsLocked(size int) bool {
@@ -190,7 +208,8 @@ func (c *Conn) writeLoop() {
 		}
 		// What one write(2) carries: about maxWriteBytes, in frames of MaxBatch messages
 		// at most.
-		for size := 0; c.q.n > 0 && size < maxWriteBytes && len(b.msgs) < maxWriteMsgs; {
+		c.progress = h.clock()
+		for size := 0; c.q.n > 0 && size < maxWriteBytes; {
 			m := c.q.pop(&h.segments)
 			b.msgs = append(b.msgs, m)
 			size += len(m)

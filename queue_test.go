@@ -264,3 +264,27 @@ func newTestConn(h *Hub, write func([]byte) error) *Conn {
 	h.reg.add(c)
 	return c
 }
+
+// TestPushReportsBehind: a message queued behind others counts as behind once the writer
+// has taken none for behindAfter; a message to an empty queue never does.
+func TestPushReportsBehind(t *testing.T) {
+	h := New(&Options{PingInterval: time.Hour})
+	t.Cleanup(func() { _ = h.Close() })
+	release := make(chan struct{})
+	c := newTestConn(h, func([]byte) error { <-release; return nil })
+	queued := func() int { c.mu.Lock(); defer c.mu.Unlock(); return c.q.n }
+
+	now := h.clock()
+	behind, err := c.push([]byte("1"), now)
+	require.NoError(t, err)
+	assert.False(t, behind, "an empty queue")
+	eventually(t, func() bool { return queued() == 0 }) // the writer took it and is blocked
+	behind, _ = c.push([]byte("2"), now)
+	assert.False(t, behind, "an empty queue again")
+	behind, _ = c.push([]byte("3"), now+int64(behindAfter))
+	assert.False(t, behind, "not longer than behindAfter")
+	behind, _ = c.push([]byte("4"), now+int64(behindAfter)+1)
+	assert.True(t, behind, "queued behind others, nothing taken for longer than behindAfter")
+	close(release)
+	eventually(t, func() bool { return h.Stats().Delivered == 4 })
+}
