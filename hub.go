@@ -42,7 +42,7 @@ type Hub struct {
 	epoch         time.Time // of clock
 	reg           *registry
 	stats         counters
-	batches       sync.Pool // *batch scratch space of running writers
+	frames        sync.Pool // *[]byte where a writer joins the messages of one frame
 	segments      sync.Pool // *segment of send queues
 	gathers       sync.Pool // *[]byte where a writer gathers its frames for one write(2)
 

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
-	"slices"
 	"sync"
 	"time"
 
@@ -78,12 +77,6 @@ func (q *queue) reset(pool *sync.Pool) int {
 		q.pop(pool)
 	}
 	return n
-}
-
-// batch is a writer's scratch space, pooled so that idle connections keep none.
-type batch struct {
-	msgs  [][]byte
-	frame []byte
 }
 
 // enqueue adds an encoded message to the send queue and makes sure a writer runs. It
@@ -163,14 +156,7 @@ func (c *Conn) startWriterLocked() {
 func (c *Conn) writeLoop() {
 	h := c.hub
 	defer h.wg.Done()
-	var b *batch
 	lingered := false
-	defer func() {
-		if b != nil {
-			b.frame = b.frame[:0]
-			h.batches.Put(b)
-		}
-	}()
 	for {
 		c.mu.Lock()
 		if c.closing && c.q.n == 0 { // flushed (or discarded): finish the close
@@ -199,27 +185,9 @@ func (c *Conn) writeLoop() {
 			return
 		}
 		lingered = false
-		if b == nil {
-			if v := h.batches.Get(); v != nil {
-				b = v.(*batch)
-			} else {
-				b = &batch{msgs: make([][]byte, 0, maxWriteMsgs)}
-			}
-		}
-		// What one write(2) carries: about maxWriteBytes, in frames of MaxBatch messages
-		// at most.
 		c.progress = h.clock()
-		for size := 0; c.q.n > 0 && size < maxWriteBytes; {
-			m := c.q.pop(&h.segments)
-			b.msgs = append(b.msgs, m)
-			size += len(m)
-		}
 		c.mu.Unlock()
-
-		frames, err := c.writeFrames(b)
-		n := len(b.msgs)
-		clear(b.msgs)
-		b.msgs = b.msgs[:0]
+		n, frames, err := c.writeFrames()
 		if err != nil {
 			c.writeFailed(err, n)
 			continue
@@ -234,43 +202,53 @@ func (c *Conn) writeLoop() {
 // behind catches up by writing several frames at once.
 const maxWriteBytes = 16 << 10
 
-// maxWriteMsgs bounds the messages of one write(2), and so the writer's scratch space.
-const maxWriteMsgs = 128
-
-// writeFrames writes b.msgs in frames of up to MaxBatch messages separated by '\n', then
-// flushes them to the socket. It returns how many frames it wrote.
-func (c *Conn) writeFrames(b *batch) (frames int, err error) {
-	perFrame := c.hub.opts.MaxBatch
-	for i := 0; i < len(b.msgs) && err == nil; i += perFrame {
-		err = c.write(b.join(b.msgs[i:min(i+perFrame, len(b.msgs))]))
+// writeFrames takes queued messages in frames of up to MaxBatch messages separated by
+// '\n', until about maxWriteBytes are written or the queue is empty, then flushes them
+// to the socket with one write. It returns how many messages and frames it wrote. The
+// queue must not be empty.
+//
+// A frame of several messages is joined in a pooled buffer held only until c.write
+// returns, which does not touch the socket: a few buffers serve every writer.
+func (c *Conn) writeFrames() (n, frames int, err error) {
+	h := c.hub
+	c.mu.Lock()
+	for size := 0; err == nil && c.q.n > 0 && size < maxWriteBytes; {
+		k := min(c.q.n, h.opts.MaxBatch)
+		var frame []byte
+		var buf *[]byte
+		if k == 1 {
+			frame = c.q.pop(&h.segments)
+		} else {
+			buf, _ = h.frames.Get().(*[]byte)
+			if buf == nil {
+				buf = new([]byte)
+			}
+			frame = (*buf)[:0]
+			for i := range k {
+				if i > 0 {
+					frame = append(frame, '\n')
+				}
+				frame = append(frame, c.q.pop(&h.segments)...)
+			}
+		}
+		c.mu.Unlock()
+		err = c.write(frame)
+		if buf != nil {
+			*buf = frame[:0]
+			h.frames.Put(buf)
+		}
+		size += len(frame)
+		n += k
 		frames++
+		c.mu.Lock()
 	}
+	c.mu.Unlock()
 	if c.flush != nil {
 		if ferr := c.flush(); err == nil {
 			err = ferr
 		}
 	}
-	return frames, err
-}
-
-// join returns the frame of msgs: the message itself, or the messages separated by '\n'
-// in b.frame, valid until the next call.
-func (b *batch) join(msgs [][]byte) []byte {
-	if len(msgs) == 1 {
-		return msgs[0]
-	}
-	size := len(msgs) - 1
-	for _, m := range msgs {
-		size += len(m)
-	}
-	b.frame = slices.Grow(b.frame[:0], size) // one allocation at most
-	for i, m := range msgs {
-		if i > 0 {
-			b.frame = append(b.frame, '\n')
-		}
-		b.frame = append(b.frame, m...)
-	}
-	return b.frame
+	return n, frames, err
 }
 
 // writeFailed handles a failed write of n messages: a timeout evicts a slow consumer,
