@@ -86,13 +86,18 @@ func (c *Conn) enqueue(frame []byte) error {
 	return err
 }
 
-// behindAfter is how long a writer with messages queued may go without taking any before
-// Publish counts it as behind. A busy writer takes messages every write(2), tens of
-// microseconds apart; 5 ms means it has not been scheduled, or its socket is full.
-const behindAfter = 5 * time.Millisecond
+// A writer is behind when at least behindQueued messages wait for it and it has taken
+// none for behindAfter. A busy writer takes messages every write(2), tens of
+// microseconds apart; 5 ms means it has not been scheduled, or its socket is full. The
+// count keeps a publisher from yielding to writers that are merely waiting their turn
+// with a message or two: they would drain their queues, exit, and be started again by
+// the next Publish.
+const (
+	behindAfter  = 5 * time.Millisecond
+	behindQueued = 16
+)
 
-// push is enqueue that also reports whether the writer is behind: messages were queued
-// ahead of this one, and the writer has not taken any for longer than behindAfter. now
+// push is enqueue that also reports whether the writer is behind (see behindAfter); now
 // is the hub's clock.
 func (c *Conn) push(frame []byte, now int64) (behind bool, err error) {
 	h := c.hub
@@ -128,7 +133,7 @@ func (c *Conn) push(frame []byte, now int64) (behind bool, err error) {
 	if c.q.n == 0 {
 		c.progress = now
 	} else {
-		behind = now-c.progress > int64(behindAfter)
+		behind = c.q.n >= behindQueued && now-c.progress > int64(behindAfter)
 	}
 	c.q.push(frame, &h.segments)
 	c.startWriterLocked()

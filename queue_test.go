@@ -265,26 +265,32 @@ func newTestConn(h *Hub, write func([]byte) error) *Conn {
 	return c
 }
 
-// TestPushReportsBehind: a message queued behind others counts as behind once the writer
-// has taken none for behindAfter; a message to an empty queue never does.
+// TestPushReportsBehind: a message counts as behind once behindQueued messages wait and
+// the writer has taken none for longer than behindAfter; a message to an empty queue, or
+// behind only a few, never does.
 func TestPushReportsBehind(t *testing.T) {
 	h := New(&Options{PingInterval: time.Hour})
 	t.Cleanup(func() { _ = h.Close() })
 	release := make(chan struct{})
 	c := newTestConn(h, func([]byte) error { <-release; return nil })
 	queued := func() int { c.mu.Lock(); defer c.mu.Unlock(); return c.q.n }
+	push := func(now int64) bool {
+		t.Helper()
+		behind, err := c.push([]byte("m"), now)
+		require.NoError(t, err)
+		return behind
+	}
 
 	now := h.clock()
-	behind, err := c.push([]byte("1"), now)
-	require.NoError(t, err)
-	assert.False(t, behind, "an empty queue")
+	assert.False(t, push(now), "an empty queue")
 	eventually(t, func() bool { return queued() == 0 }) // the writer took it and is blocked
-	behind, _ = c.push([]byte("2"), now)
-	assert.False(t, behind, "an empty queue again")
-	behind, _ = c.push([]byte("3"), now+int64(behindAfter))
-	assert.False(t, behind, "not longer than behindAfter")
-	behind, _ = c.push([]byte("4"), now+int64(behindAfter)+1)
-	assert.True(t, behind, "queued behind others, nothing taken for longer than behindAfter")
+	stale := now + int64(behindAfter) + 1
+	assert.False(t, push(now), "an empty queue again")
+	for queued() < behindQueued {
+		assert.False(t, push(stale), "fewer than behindQueued waiting (%d)", queued())
+	}
+	assert.False(t, push(now+int64(behindAfter)), "not longer than behindAfter")
+	assert.True(t, push(stale), "behindQueued waiting, nothing taken for longer than behindAfter")
 	close(release)
-	eventually(t, func() bool { return h.Stats().Delivered == 4 })
+	eventually(t, func() bool { return h.Stats().Delivered == uint64(behindQueued)+3 })
 }
