@@ -3,10 +3,11 @@
 // connections that end when their token expires.
 //
 // It is a module of its own (its JWT library is not a dependency of wspub). Run it from
-// its directory:
+// the repository root, whose go.work knows it, or from its directory:
 //
+//	go run ./examples/auth
+//	go run ./examples/auth -addr localhost:8080 -secret "$SECRET"
 //	cd examples/auth && go run .
-//	cd examples/auth && go run . -addr localhost:8080 -secret "$SECRET"
 //
 // then open http://localhost:8080/ in two windows, log in as "alice" in one and as
 // "admin" in the other, notify each other and try "Subscribe to private:admin".

@@ -3,7 +3,8 @@
 //
 //	go run ./examples/progress -addr localhost:8080
 //
-// then open http://localhost:8080/ and press "Start analysis" a few times.
+// then open http://localhost:8080/ and press "Start analysis" a few times; the hub's
+// Prometheus metrics are at http://localhost:8080/metrics.
 //
 // # Why starting a job takes two requests
 //
@@ -88,7 +89,12 @@ func run(ctx context.Context, addr string, opts serverOptions, ready func(url st
 	if err != nil {
 		return err
 	}
-	hub := wspub.New(&wspub.Options{Logger: logger})
+	hub, metrics, err := newHub(logger)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	opts.Metrics = metrics
 	app := newServer(hub, opts)
 	srv := &http.Server{
 		Handler:           app,
@@ -135,6 +141,7 @@ type serverOptions struct {
 	PendingTTL   time.Duration // how long a created job may wait to be started; default 1m
 	Retain       time.Duration // how long a finished job stays readable; default 5m
 	MaxJobs      int           // jobs kept at once (pending, running, finished); default 100
+	Metrics      http.Handler  // served at GET /metrics; nil: none
 }
 
 // progress is the data of a "progress" message, and the body of GET /jobs/{id}.
@@ -171,7 +178,7 @@ type server struct {
 }
 
 // newServer returns the example's handler: GET / serves the page, GET /wspub.js the
-// browser client, /ws the hub,
+// browser client, /ws the hub, GET /metrics opts.Metrics,
 // POST /jobs creates a job, POST /jobs/{id}/start starts it and GET /jobs/{id} reads its
 // latest state. Call Shutdown to stop the running jobs; the hub is the caller's to shut down.
 func newServer(hub *wspub.Hub, opts serverOptions) *server {
@@ -201,6 +208,9 @@ func newServer(hub *wspub.Hub, opts serverOptions) *server {
 	s.mux.HandleFunc("/jobs", s.createJob)
 	s.mux.HandleFunc("/jobs/{id}", s.jobState)
 	s.mux.HandleFunc("/jobs/{id}/start", s.startJob)
+	if opts.Metrics != nil {
+		s.mux.Handle("GET /metrics", opts.Metrics)
+	}
 	return s
 }
 

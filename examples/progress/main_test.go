@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -39,7 +40,9 @@ func newTestEnv(t *testing.T, opts serverOptions) *testEnv {
 	if opts.TickDelay == 0 {
 		opts.TickDelay = fastTick
 	}
-	hub := wspub.New(nil)
+	hub, metrics, err := newHub(nil)
+	require.NoError(t, err)
+	opts.Metrics = metrics
 	app := newServer(hub, opts)
 	ts := httptest.NewServer(app)
 	t.Cleanup(func() {
@@ -417,4 +420,45 @@ func TestRun(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("run did not return after its context was cancelled")
 	}
+}
+
+// TestMetrics: GET /metrics serves the hub's Prometheus metrics, which follow what
+// happened: a connected client, a finished job's published and delivered messages, and
+// the fan-out histogram. Other methods are refused.
+func TestMetrics(t *testing.T) {
+	e := newTestEnv(t, serverOptions{TicksPerStep: 1})
+	ctx := testContext(t)
+	scrape := func() string {
+		t.Helper()
+		res, err := e.ts.Client().Get(e.ts.URL + "/metrics")
+		require.NoError(t, err)
+		defer res.Body.Close()
+		require.Equal(t, http.StatusOK, res.StatusCode)
+		assert.Contains(t, res.Header.Get("Content-Type"), "text/plain")
+		b, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		return string(b)
+	}
+	assert.Contains(t, scrape(), "wspub_connections 0\n")
+
+	id, channel := e.createJob(t, `{"symbol":"AAPL"}`)
+	c := e.dial(t, ctx)
+	c.Subscribe(channel, "1")
+	status, v := e.do(t, http.MethodPost, "/jobs/"+id+"/start", "")
+	require.Equal(t, http.StatusAccepted, status, "%v", v)
+	updates := 0
+	for progressOf(t, c.Next()).Status == statusRunning {
+		updates++
+	}
+	published := updates + 1 // and "done"
+
+	m := scrape()
+	assert.Contains(t, m, "wspub_connections 1\n")
+	assert.Contains(t, m, "wspub_subscriptions 1\n")
+	assert.Contains(t, m, fmt.Sprintf("wspub_messages_published_total %d\n", published))
+	assert.Contains(t, m, fmt.Sprintf("wspub_publish_fanout_recipients_count %d\n", published))
+	assert.Contains(t, m, "wspub_publish_fanout_seconds_bucket{le=")
+
+	status, _ = e.do(t, http.MethodPost, "/metrics", "")
+	assert.Equal(t, http.StatusMethodNotAllowed, status)
 }
