@@ -32,7 +32,8 @@
 //
 // Invalid messages get an error reply carrying the message's id: invalid_prompt (missing,
 // empty or longer than 500 characters), busy (this connection is already being answered,
-// or too many answers are streaming), invalid_action, unknown_answer (not an answer given
+// or too many answers are streaming; a connection may ask again as soon as it has its
+// answer's stream.done or stream.error, and the recommendation may come after that), invalid_action, unknown_answer (not an answer given
 // on this connection), invalid_ui_state, and the hub's own unknown_type for types nobody
 // handles.
 //
@@ -140,6 +141,7 @@ func main() {
 	addr := flag.String("addr", "localhost:8080", "address to listen on")
 	think := flag.Duration("think", 700*time.Millisecond, "pause before the answer starts")
 	chunk := flag.Duration("chunk", 90*time.Millisecond, "pause between two chunks of an answer")
+	recommend := flag.Duration("recommend-delay", 250*time.Millisecond, "pause between the end of an answer and its recommended actions")
 	timeout := flag.Duration("answer-timeout", 5*time.Second, "deadline of one whole answer, thinking and every chunk included")
 	debug := flag.Bool("debug", false, "log at Debug level (per-message events, ui_state_changed)")
 	flag.Parse()
@@ -153,7 +155,7 @@ func main() {
 	defer stop()
 	context.AfterFunc(ctx, stop) // after the first signal, a second one kills the process at once
 
-	opts := serverOptions{Logger: logger, ThinkDelay: *think, ChunkDelay: *chunk, AnswerTimeout: *timeout}
+	opts := serverOptions{Logger: logger, ThinkDelay: *think, ChunkDelay: *chunk, RecommendDelay: *recommend, AnswerTimeout: *timeout}
 	if err := run(ctx, *addr, opts, nil); err != nil {
 		logger.Error("exiting", "error", err)
 		os.Exit(1)
@@ -213,11 +215,12 @@ func run(ctx context.Context, addr string, opts serverOptions, ready func(url st
 
 // serverOptions configures newServer. Zero fields mean defaults.
 type serverOptions struct {
-	Logger        *slog.Logger  // default: no logs
-	ThinkDelay    time.Duration // pause between "thinking" and the first chunk; default 700ms
-	ChunkDelay    time.Duration // pause between two chunks; default 90ms
-	AnswerTimeout time.Duration // deadline of one answer, from the ask; default 5s
-	MaxStreams    int           // answers streaming at once, over all connections; default 100
+	Logger         *slog.Logger  // default: no logs
+	ThinkDelay     time.Duration // pause between "thinking" and the first chunk; default 700ms
+	ChunkDelay     time.Duration // pause between two chunks; default 90ms
+	RecommendDelay time.Duration // pause between stream.done and the recommendation; default 250ms
+	AnswerTimeout  time.Duration // deadline of one answer, from the ask; default 5s
+	MaxStreams     int           // answers streaming at once, over all connections; default 100
 }
 
 // conversation is what the server remembers of one connection.
@@ -271,6 +274,9 @@ func newServer(opts serverOptions) (*server, error) {
 	}
 	if opts.ChunkDelay <= 0 {
 		opts.ChunkDelay = 90 * time.Millisecond
+	}
+	if opts.RecommendDelay <= 0 {
+		opts.RecommendDelay = 250 * time.Millisecond
 	}
 	if opts.AnswerTimeout <= 0 {
 		opts.AnswerTimeout = 5 * time.Second
@@ -433,7 +439,7 @@ func (s *server) stream(c *wspub.Conn, cv *conversation, a answer) {
 	stop := context.AfterFunc(c.Context(), cancel) // the client is gone: stop generating
 	defer stop()
 
-	err := s.generate(ctx, c, a)
+	err := s.generate(ctx, c, a, func() { s.release(cv) })
 	var code, msg string
 	switch {
 	case err == nil:
@@ -451,6 +457,7 @@ func (s *server) stream(c *wspub.Conn, cv *conversation, a answer) {
 		return
 	}
 	log.Warn("answer_failed", "code", code)
+	s.release(cv) // the client may ask again as soon as it has the stream.error
 	// ctx is done: send the last word with a context of its own.
 	_ = c.Send(context.Background(), wspub.Message{Type: typeStreamError,
 		Data: map[string]string{"id": a.id, "code": code, "message": msg}})
@@ -464,10 +471,20 @@ func (s *server) endStream(cv *conversation) {
 	s.wg.Done()
 }
 
+// release lets the connection ask again. It runs before the message that ends an
+// answer (stream.done or stream.error) is queued: the page enables Ask when it gets
+// that message, and a question sent then must not find the connection busy.
+func (s *server) release(cv *conversation) {
+	s.mu.Lock()
+	cv.streaming = false
+	s.mu.Unlock()
+}
+
 // generate is the fake model: a pause, then the canned answer in chunks, then the
 // recommended actions. Conn.Send fails once ctx is done, so every step checks it. A
-// prompt containing "timeout" stalls after a few chunks until ctx ends.
-func (s *server) generate(ctx context.Context, c *wspub.Conn, a answer) error {
+// prompt containing "timeout" stalls after a few chunks until ctx ends. release runs just
+// before stream.done is queued.
+func (s *server) generate(ctx context.Context, c *wspub.Conn, a answer, release func()) error {
 	send := func(typ string, data any) error { return c.Send(ctx, wspub.Message{Type: typ, Data: data}) }
 	if err := sleep(ctx, s.opts.ThinkDelay); err != nil {
 		return err
@@ -491,7 +508,11 @@ func (s *server) generate(ctx context.Context, c *wspub.Conn, a answer) error {
 			return err
 		}
 	}
+	release()
 	if err := send(typeDone, map[string]string{"id": a.id, "text": text}); err != nil {
+		return err
+	}
+	if err := sleep(ctx, s.opts.RecommendDelay); err != nil { // the model picks actions after answering
 		return err
 	}
 	return send(typeRecommendation, map[string]any{"id": a.id, "actions": actions})

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -23,7 +24,7 @@ func TestMain(m *testing.M) {
 }
 
 // fast are options for tests: answers stream in milliseconds.
-var fast = serverOptions{ThinkDelay: time.Millisecond, ChunkDelay: time.Millisecond, AnswerTimeout: 10 * time.Second}
+var fast = serverOptions{ThinkDelay: time.Millisecond, ChunkDelay: time.Millisecond, RecommendDelay: time.Millisecond, AnswerTimeout: 10 * time.Second}
 
 type testEnv struct {
 	app *server
@@ -199,6 +200,51 @@ func TestAskStreamsAnswer(t *testing.T) {
 	// The connection may ask again once the answer is done.
 	c.send("ask", "q2", map[string]string{"prompt": "And MSFT?"})
 	assert.NotEqual(t, id, c.readStatus("q2", "thinking"), "every answer has an id of its own")
+	require.Eventually(t, func() bool { return e.app.activeStreams() == 0 }, 5*time.Second, time.Millisecond)
+}
+
+// TestAskRightAfterDone: the page enables Ask when stream.done arrives, so a question
+// sent at once is answered, never refused as busy, though the answer's recommendation
+// comes later.
+func TestAskRightAfterDone(t *testing.T) {
+	opts := fast
+	opts.RecommendDelay = 20 * time.Millisecond
+	e := newTestEnv(t, opts)
+	c := e.dial(t, testContext(t))
+	for round := range 5 {
+		q := fmt.Sprint("q", round)
+		c.send("ask", q, map[string]string{"prompt": "AAPL?"})
+		id := c.readStatus(q, "thinking")
+		for {
+			m := c.Next()
+			require.NotEqual(t, "error", m.Type, "%+v", m)
+			if m.Type == "stream.done" {
+				break
+			}
+		}
+		next := fmt.Sprint("q", round, "-again")
+		c.send("ask", next, map[string]string{"prompt": "And MSFT?"})
+		// Until the second answer's recommendation: the first's recommendation, and
+		// the whole second answer, with no error.
+		var second string
+		firstRec := false
+		for {
+			m := c.Next()
+			require.NotEqual(t, "error", m.Type, "%+v", m)
+			d := dataOf(t, m)
+			switch {
+			case m.Type == "status" && d["state"] == "thinking":
+				require.Equal(t, next, d["request"])
+				second, _ = d["id"].(string)
+			case m.Type == "recommendation" && d["id"] == id:
+				firstRec = true
+			}
+			if m.Type == "recommendation" && second != "" && d["id"] == second {
+				break
+			}
+		}
+		assert.True(t, firstRec, "the first answer's recommendation arrived")
+	}
 	require.Eventually(t, func() bool { return e.app.activeStreams() == 0 }, 5*time.Second, time.Millisecond)
 }
 
