@@ -337,8 +337,8 @@ func (h *Hub) encode(channel string, m Message) ([]byte, error) {
 // publishes to a channel reach each subscriber in that order. Publishing to a channel
 // with no subscribers is not an error.
 //
-// When most of the subscribers' writers are behind (they have messages queued and have
-// taken none for 5 ms), Publish yields the processor once (runtime.Gosched) before it
+// When most of the subscribers' writers are behind (16 or more messages wait for each
+// and it has taken none for 5 ms), Publish yields the processor once (runtime.Gosched) before it
 // returns, so that a burst from one goroutine does not run far ahead of the sockets:
 // this bounds latency and queued memory, and never waits for a client.
 //
