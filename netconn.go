@@ -120,9 +120,8 @@ func (w *frameWriter) uncork() error {
 	if w.gather == nil {
 		return nil
 	}
-	err := w.flushLocked()
+	err := w.flushLocked() // which empties the buffer
 	if cap(*w.gather) <= maxGatherBuffer {
-		*w.gather = (*w.gather)[:0]
 		w.pool.Put(w.gather)
 	}
 	w.gather, w.err = nil, nil

@@ -191,7 +191,6 @@ func (c *Conn) writeLoop() {
 		}
 		lingered = false
 		c.progress = h.clock()
-		c.mu.Unlock()
 		n, frames, err := c.writeFrames()
 		if err != nil {
 			c.writeFailed(err, n)
@@ -209,14 +208,13 @@ const maxWriteBytes = 16 << 10
 
 // writeFrames takes queued messages in frames of up to MaxBatch messages separated by
 // '\n', until about maxWriteBytes are written or the queue is empty, then flushes them
-// to the socket with one write. It returns how many messages and frames it wrote. The
-// queue must not be empty.
+// to the socket with one write. It returns how many messages and frames it wrote. c.mu
+// must be held, and is released on return.
 //
 // A frame of several messages is joined in a pooled buffer held only until c.write
 // returns, which does not touch the socket: a few buffers serve every writer.
 func (c *Conn) writeFrames() (n, frames int, err error) {
 	h := c.hub
-	c.mu.Lock()
 	for size := 0; err == nil && c.q.n > 0 && size < maxWriteBytes; {
 		k := min(c.q.n, h.opts.MaxBatch)
 		var frame []byte
