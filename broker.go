@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"time"
 )
 
 // Broker carries messages between the hubs of several nodes (processes behind a load
@@ -96,7 +95,9 @@ func (h *Hub) encodePayload(frame []byte) []byte {
 }
 
 // deliver is the hub's side of Broker.Start: it fans a message from another node out
-// to this node's connections. It never blocks on a connection.
+// to this node's connections. It never blocks on a connection. A message larger than
+// this node's send queues (nodes configured differently) is dropped and counted as
+// BrokerInvalid.
 func (h *Hub) deliver(channel string, payload []byte) {
 	if len(payload) <= payloadHeader || payload[0] != payloadVersion {
 		h.stats.brokerInvalid.Add(1)
@@ -115,17 +116,11 @@ func (h *Hub) deliver(channel string, payload []byte) {
 	default:
 		targets = h.reg.subscribers(channel)
 	}
+	if h.fanoutLocal(frame, targets) != nil { // larger than this node's queues
+		h.stats.brokerInvalid.Add(1)
+		return
+	}
 	h.stats.brokerReceived.Add(1)
-	var start time.Time
-	if h.opts.Observer != nil {
-		start = time.Now()
-	}
-	for _, c := range targets {
-		_ = c.enqueue(frame)
-	}
-	if h.opts.Observer != nil {
-		h.opts.Observer.Fanout(len(targets), time.Since(start))
-	}
 }
 
 // interest tracks which channels this hub has subscribed to at the broker. Each channel
@@ -216,13 +211,15 @@ func (h *Hub) startBroker() {
 	h.syncInterest(brokerBroadcast)
 }
 
-// stopBroker closes the broker once the hub's connections are gone.
+// stopBroker closes the broker, once, when the hub's connections are gone.
 func (h *Hub) stopBroker() {
 	if h.broker == nil {
 		return
 	}
-	if err := h.broker.Close(); err != nil {
-		h.log.LogAttrs(context.Background(), slog.LevelWarn, "wspub_broker_error",
-			slog.String("op", "close"), slog.String("error", err.Error()))
-	}
+	h.brokerOnce.Do(func() {
+		if err := h.broker.Close(); err != nil {
+			h.log.LogAttrs(context.Background(), slog.LevelWarn, "wspub_broker_error",
+				slog.String("op", "close"), slog.String("error", err.Error()))
+		}
+	})
 }

@@ -30,7 +30,7 @@ func startNodes(t *testing.T, n int, opts Options) (*MemoryBus, []*Hub, []string
 
 // TestMultiNodeExactlyOnce: a Publish on any node reaches every subscriber on every node
 // exactly once, in order; the publishing node's own subscribers are not served twice
-// (RELIABILITY.md row 18, in memory; the adapters test it against real brokers).
+// (in memory here; the adapters test it against real brokers).
 func TestMultiNodeExactlyOnce(t *testing.T) {
 	_, hubs, urls := startNodes(t, 3, Options{})
 	var clients []*wstest.Conn
@@ -180,7 +180,7 @@ func (b *stuckBroker) Close() error {
 
 // TestBrokerDownAtPublish: with the broker unreachable, Publish returns ErrBroker within
 // BrokerTimeout even with a context without deadline, and this node's subscribers still
-// get the message (RELIABILITY.md row 16, with a broker that hangs).
+// get the message.
 func TestBrokerDownAtPublish(t *testing.T) {
 	logger, logs := wstest.NewLogger()
 	b := &stuckBroker{}

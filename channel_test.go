@@ -105,9 +105,9 @@ func TestLeakAfterDisconnect(t *testing.T) {
 	assert.Empty(t, h.reg.users)
 }
 
-// TestRow14ConcurrentChurn races subscribe, unsubscribe, disconnect and Publish; -race and
+// TestConcurrentChurnReturnsToZero races subscribe, unsubscribe, disconnect and Publish; -race and
 // goleak are the judges, and the gauges must return to zero.
-func TestRow14ConcurrentChurn(t *testing.T) {
+func TestConcurrentChurnReturnsToZero(t *testing.T) {
 	h, url := startHub(t, nil)
 	ctx := context.Background()
 	stop := make(chan struct{})

@@ -14,9 +14,9 @@ import (
 	"github.com/wspub/wspub/internal/wstest"
 )
 
-// TestRow07BadInput: every recoverable bad input gets an error reply with
+// TestBadInputGetsErrorReplies: every recoverable bad input gets an error reply with
 // a stable code, the id echoed where one could be read, and the connection stays.
-func TestRow07BadInput(t *testing.T) {
+func TestBadInputGetsErrorReplies(t *testing.T) {
 	h, url := startHub(t, &Options{MaxMessageBytes: 4096})
 	other := dial(t, url)
 	other.Subscribe("news", "s")
@@ -58,9 +58,9 @@ func TestRow07BadInput(t *testing.T) {
 	assert.Equal(t, 2, h.Stats().Connections)
 }
 
-// TestRow06OversizedFrame: a frame over MaxMessageBytes closes the connection with 1009
-// and cleans up its state (RELIABILITY.md row 6).
-func TestRow06OversizedFrame(t *testing.T) {
+// TestOversizedFrameClosesWith1009: a frame over MaxMessageBytes closes the connection with 1009
+// and cleans up its state.
+func TestOversizedFrameClosesWith1009(t *testing.T) {
 	h, url := startHub(t, &Options{MaxMessageBytes: 1024})
 	c := dial(t, url)
 	c.Subscribe("x", "s")
@@ -74,8 +74,8 @@ func TestRow06OversizedFrame(t *testing.T) {
 	assert.Equal(t, CodeUnknownType, ok.Expect("error").Code)
 }
 
-// TestRow07BinaryFrame: the protocol is text only.
-func TestRow07BinaryFrame(t *testing.T) {
+// TestBinaryFrameClosesWith1003: the protocol is text only.
+func TestBinaryFrameClosesWith1003(t *testing.T) {
 	h, url := startHub(t, nil)
 	c := dial(t, url)
 	require.NoError(t, c.WS.Write(c.Context(), websocket.MessageBinary, []byte(`{"type":"ping"}`)))
@@ -121,9 +121,9 @@ func TestHandlers(t *testing.T) {
 	assert.Equal(t, CodeUnknownType, c.Expect("error").Code)
 }
 
-// TestRow21HandlerPanic: a panicking handler costs the client one `internal` reply;
-// the connection, the hub and the other clients carry on (RELIABILITY.md row 21).
-func TestRow21HandlerPanic(t *testing.T) {
+// TestHandlerPanicCostsOneReply: a panicking handler costs the client one `internal` reply;
+// the connection, the hub and the other clients carry on.
+func TestHandlerPanicCostsOneReply(t *testing.T) {
 	logger, logs := wstest.NewLogger()
 	h, url := startHub(t, &Options{Logger: logger})
 	require.NoError(t, h.Handle("boom", func(context.Context, *Conn, ClientMessage) error {

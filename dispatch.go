@@ -83,7 +83,11 @@ func (c *Conn) clientPublish(m ClientMessage) {
 	if err == nil {
 		err = h.fanout(c.ctx, m.Channel, frame, func() []*Conn { return h.reg.subscribers(m.Channel) })
 	}
-	if errors.Is(err, ErrBroker) {
+	switch {
+	case errors.Is(err, ErrMessageTooLarge):
+		err = &Error{Code: CodeMessageTooLarge, Message: "message of " + strconv.Itoa(len(frame)) +
+			" bytes is larger than a subscriber's send queue (" + strconv.Itoa(h.opts.MaxQueueBytes) + " bytes)"}
+	case errors.Is(err, ErrBroker):
 		err = &Error{Code: CodeInternal, Message: "delivered on this server only: the broker is unavailable"}
 	}
 	if err != nil {

@@ -46,6 +46,7 @@ const (
 	CodeForbidden            = "forbidden"
 	CodeTooManySubscriptions = "too_many_subscriptions"
 	CodeRateLimited          = "rate_limited"
+	CodeMessageTooLarge      = "message_too_large"
 	CodeInternal             = "internal"
 )
 

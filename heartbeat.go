@@ -2,16 +2,24 @@ package wspub
 
 import (
 	"context"
+	"encoding/binary"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/coder/websocket"
 )
 
-// heartbeat is the hub's one timer goroutine. Every PingInterval it pings every
-// connection; PongTimeout later it reaps those whose pong has not arrived, and closes
-// those whose identity has expired. Pongs are stamped by the reader (AcceptOptions.
-// OnPongReceived), so no goroutine per connection waits on a timer.
+// pingTokenBytes is the size of a heartbeat ping's payload.
+const pingTokenBytes = 8
+
+// heartbeat is the hub's one timer goroutine. Every PingInterval it has every
+// connection's writer send a ping whose payload is a random token of the round;
+// PongTimeout later it reaps those that have not answered with a pong carrying that
+// token, and closes those whose identity has expired. Pongs are stamped by the reader
+// (onPong), so no goroutine waits on a timer or a pong: a round costs each connection a
+// short-lived writer at most. A pong that answers no ping of the round (a client
+// sending pongs of its own accord, which RFC 6455 allows) proves nothing and is ignored.
 func (h *Hub) heartbeat() {
 	defer h.wg.Done()
 	t := time.NewTimer(h.opts.PingInterval)
@@ -30,6 +38,7 @@ func (h *Hub) heartbeat() {
 	}
 	for {
 		start := time.Now()
+		h.pingToken.Store(rand.Uint64())
 		conns := h.reg.allConns()
 		for _, c := range conns {
 			c.ping()
@@ -52,21 +61,22 @@ func (h *Hub) heartbeat() {
 	}
 }
 
-// ping sends a ping frame. coder/websocket's Ping waits for its pong, so a short-lived
-// goroutine waits with it, for one round trip on a healthy connection and at most
-// PongTimeout on a dead one. The verdict is the heartbeat's, from the pong stamps.
+// ping has the writer send the round's ping.
 func (c *Conn) ping() {
-	if c.ws == nil || c.isClosing() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ws == nil || c.state != stateOpen {
 		return
 	}
-	h := c.hub
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), h.opts.PongTimeout)
-		defer cancel()
-		_ = c.ws.Ping(ctx)
-	}()
+	c.pingDue = true
+	c.startWriterLocked()
+}
+
+// onPong stamps a pong that carries the current round's token, for the heartbeat.
+func (c *Conn) onPong(_ context.Context, payload []byte) {
+	if len(payload) == pingTokenBytes && binary.BigEndian.Uint64(payload) == c.hub.pingToken.Load() {
+		c.lastPong.Store(time.Now().UnixNano())
+	}
 }
 
 // reap closes a connection that did not answer a ping in time.
@@ -75,9 +85,11 @@ func (c *Conn) reap() {
 		return
 	}
 	h := c.hub
+	if !c.abort(websocket.StatusAbnormalClosure, "pong timeout") {
+		return
+	}
 	h.stats.reaped.Add(1)
 	h.log.LogAttrs(context.Background(), slog.LevelWarn, "websocket_reaped",
 		slog.String("conn_id", c.id), slog.String("user_id", c.userID),
 		slog.Duration("pong_timeout", h.opts.PongTimeout))
-	c.abort(websocket.StatusAbnormalClosure, "pong timeout")
 }

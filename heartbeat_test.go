@@ -12,10 +12,10 @@ import (
 	"github.com/wspub/wspub/internal/wstest"
 )
 
-// TestRow13DeadPeer: a client that stops reading (so never answers a ping)
+// TestDeadPeerIsReaped: a client that stops reading (so never answers a ping)
 // while its TCP connection stays open is reaped within PingInterval + PongTimeout, and
-// leaves its channels; a client that reads stays (RELIABILITY.md row 13).
-func TestRow13DeadPeer(t *testing.T) {
+// leaves its channels; a client that reads stays.
+func TestDeadPeerIsReaped(t *testing.T) {
 	logger, logs := wstest.NewLogger()
 	h, url := startHub(t, &Options{Logger: logger, PingInterval: 200 * time.Millisecond, PongTimeout: 100 * time.Millisecond})
 	alive, dead := dial(t, url), dial(t, url)
@@ -55,9 +55,9 @@ func TestRow13DeadPeer(t *testing.T) {
 	}
 }
 
-// TestRow22ExpiredIdentity: an identity whose expiry passes is closed with 1008 within one
-// heartbeat (RELIABILITY.md row 22).
-func TestRow22ExpiredIdentity(t *testing.T) {
+// TestExpiredIdentityIsClosed: an identity whose expiry passes is closed with 1008 within one
+// heartbeat.
+func TestExpiredIdentityIsClosed(t *testing.T) {
 	expires := time.Now().Add(300 * time.Millisecond)
 	h, url := startHub(t, &Options{
 		PingInterval: 100 * time.Millisecond, PongTimeout: 50 * time.Millisecond,
@@ -93,6 +93,7 @@ func TestOptionDefaults(t *testing.T) {
 
 	in := &Options{PingInterval: time.Second, PongTimeout: time.Minute, MaxQueueMessages: -3}
 	o = in.withDefaults()
+	assert.Len(t, o.adjust(), 1)
 	assert.Equal(t, time.Second, o.PongTimeout, "PongTimeout is clamped to PingInterval")
 	assert.Zero(t, o.MaxQueueMessages)
 	assert.Equal(t, time.Minute, in.PongTimeout, "the caller's Options are not changed")

@@ -10,12 +10,12 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net/http"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 )
@@ -37,7 +37,9 @@ type Hub struct {
 	broker   Broker   // nil: a single node
 	interest interest // broker subscriptions
 
-	brokerFailing atomic.Bool // the last broker operation failed; see brokerResult
+	brokerFailing atomic.Bool   // the last broker operation failed; see brokerResult
+	pingToken     atomic.Uint64 // the payload of this heartbeat round's pings
+	inApp         atomic.Int64  // goroutines running application code (hooks, handlers)
 	nextID        atomic.Uint64
 	epoch         time.Time // of clock
 	reg           *registry
@@ -49,18 +51,20 @@ type Hub struct {
 	handlersMu sync.RWMutex
 	handlers   map[string]Handler
 
-	stateMu  sync.Mutex // guards closed and wg.Add in ServeHTTP against Shutdown
-	closed   bool
-	done     chan struct{} // closed when shutdown starts
-	drained  chan struct{} // closed when every goroutine of the hub has exited
-	shutOnce sync.Once
-	wg       sync.WaitGroup // readers, writers, pingers and the heartbeat
+	stateMu    sync.Mutex // guards closed and wg.Add in ServeHTTP against Shutdown
+	closed     bool
+	done       chan struct{} // closed when shutdown starts
+	drained    chan struct{} // closed when every goroutine of the hub has exited
+	shutOnce   sync.Once
+	brokerOnce sync.Once      // stopBroker
+	wg         sync.WaitGroup // ServeHTTP calls, readers, writers, cleanups and the heartbeat
 }
 
 // New returns a Hub configured by opts (nil means defaults) and starts its heartbeat
 // goroutine. Call Shutdown or Close to stop it.
 func New(opts *Options) *Hub {
 	o := opts.withDefaults()
+	adjustments := o.adjust()
 	origins, badPatterns := newOriginPolicy(&o)
 	var prefix [8]byte
 	_, _ = rand.Read(prefix[:]) // crypto/rand.Read never fails on supported platforms
@@ -79,6 +83,9 @@ func New(opts *Options) *Hub {
 		done:     make(chan struct{}),
 		drained:  make(chan struct{}),
 		epoch:    time.Now(),
+	}
+	for _, note := range adjustments {
+		h.log.LogAttrs(context.Background(), slog.LevelWarn, "wspub_options_adjusted", slog.String("change", note))
 	}
 	for _, p := range badPatterns {
 		h.log.LogAttrs(context.Background(), slog.LevelError, "wspub_bad_origin_pattern",
@@ -151,7 +158,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var id Identity
 	if fn := h.opts.Authenticate; fn != nil {
 		var err error
+		h.inApp.Add(1)
 		id, err = fn(r)
+		h.inApp.Add(-1)
 		switch {
 		case err != nil:
 		case !id.Expires.IsZero() && !time.Now().Before(id.Expires):
@@ -178,6 +187,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c := h.newConn(r, id)
 	hw := &hijackWriter{ResponseWriter: w, pool: &h.gathers}
+	if c.frames != nil {
+		hw.frames = c.chargeFrames
+	}
 	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{Subprotocol},
 		InsecureSkipVerify: true, // the origin was checked above
@@ -217,9 +229,9 @@ func (h *Hub) newConn(r *http.Request, id Identity) *Conn {
 		userID:      id.UserID,
 		expires:     id.Expires,
 		claims:      id.Claims,
-		origin:      r.Header.Get("Origin"),
-		userAgent:   r.UserAgent(),
-		remoteAddr:  r.RemoteAddr,
+		origin:      keptHeader(r.Header.Get("Origin")),
+		userAgent:   keptHeader(r.UserAgent()),
+		remoteAddr:  keptHeader(r.RemoteAddr),
 		connectedAt: time.Now(),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(r.Context()))
@@ -227,6 +239,24 @@ func (h *Hub) newConn(r *http.Request, id Identity) *Conn {
 	c.lastPong.Store(c.connectedAt.UnixNano())
 	c.initLimits()
 	return c
+}
+
+// maxKeptHeader bounds each request string a connection keeps for its whole life
+// (Conn.Origin, Conn.UserAgent, Conn.RemoteAddr): a client must not set what its
+// connection costs with a header of hundreds of kilobytes.
+const maxKeptHeader = 256
+
+// keptHeader returns a copy of at most maxKeptHeader bytes of s, cut at a character
+// boundary, that shares no memory with the request.
+func keptHeader(s string) string {
+	if len(s) > maxKeptHeader {
+		cut := maxKeptHeader
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
+	}
+	return strings.Clone(s)
 }
 
 // clock returns monotonic nanoseconds since New.
@@ -291,8 +321,9 @@ func (h *Hub) serve(c *Conn, readCtx context.Context) {
 	switch {
 	case h.isClosed(): // Shutdown started after enter; it may not have seen c
 		c.closeWith(websocket.StatusGoingAway, "going away")
-	case h.opts.OnConnect != nil:
+	case h.opts.OnConnect != nil && c.beginDispatch():
 		err := h.safely(c, "OnConnect", func() error { return h.opts.OnConnect(c.ctx, c) })
+		c.endDispatch()
 		var e *Error
 		switch {
 		case errors.As(err, &e): // the application refuses the connection
@@ -307,8 +338,11 @@ func (h *Hub) serve(c *Conn, readCtx context.Context) {
 }
 
 // safely runs user code, turning a panic into an error that is counted and logged.
+// It counts the goroutines in application code, for Shutdown.
 func (h *Hub) safely(c *Conn, what string, fn func() error) (err error) {
+	h.inApp.Add(1)
 	defer func() {
+		h.inApp.Add(-1)
 		if p := recover(); p != nil {
 			h.stats.panics.Add(1)
 			err = fmt.Errorf("wspub: panic in %s: %v", what, p)
@@ -325,8 +359,8 @@ func (h *Hub) encode(channel string, m Message) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(frame) > h.opts.MaxQueueBytes {
-		return nil, fmt.Errorf("%w: %d bytes, MaxQueueBytes is %d", ErrMessageTooLarge, len(frame), h.opts.MaxQueueBytes)
+	if err := h.fitsQueue(frame); err != nil {
+		return nil, err
 	}
 	return frame, nil
 }
@@ -337,10 +371,12 @@ func (h *Hub) encode(channel string, m Message) ([]byte, error) {
 // publishes to a channel reach each subscriber in that order. Publishing to a channel
 // with no subscribers is not an error.
 //
-// When most of the subscribers' writers are behind (16 or more messages wait for each
-// and it has taken none for 5 ms), Publish yields the processor once (runtime.Gosched) before it
-// returns, so that a burst from one goroutine does not run far ahead of the sockets:
-// this bounds latency and queued memory, and never waits for a client.
+// A message larger than Options.MaxQueueBytes could never be queued: Publish returns
+// ErrMessageTooLarge and delivers it to no one. When most of the subscribers' writers
+// are behind (16 or more messages wait for each and it has taken none for 5 ms),
+// Publish yields the processor once (runtime.Gosched) before it returns, so that a
+// burst from one goroutine does not run far ahead of the sockets: this bounds latency
+// and queued memory, and never waits for a client.
 //
 // With Options.Broker, the message also goes to the other nodes. This node's subscribers
 // get it first; if the broker then fails, Publish returns an error wrapping ErrBroker,
@@ -383,41 +419,6 @@ func (h *Hub) send(ctx context.Context, route string, m Message, targets func() 
 		return err
 	}
 	return h.fanout(ctx, route, frame, targets)
-}
-
-// fanout queues an encoded message for every local target connection, then hands it to
-// the broker for the other nodes.
-func (h *Hub) fanout(ctx context.Context, route string, frame []byte, targets func() []*Conn) error {
-	if h.isClosed() {
-		return ErrHubClosed
-	}
-	h.stats.published.Add(1)
-	var start time.Time
-	if h.opts.Observer != nil {
-		start = time.Now()
-	}
-	conns := targets()
-	behind := 0 // targets whose writer is behind (see Conn.push)
-	now := h.clock()
-	for _, c := range conns {
-		// A closed or evicted subscriber is counted, not an error.
-		if late, err := c.push(frame, now); err == nil && late {
-			behind++
-		}
-	}
-	if h.opts.Observer != nil {
-		h.opts.Observer.Fanout(len(conns), time.Since(start))
-	}
-	if behind > len(conns)/2 {
-		// Most writers are behind: let them run before this goroutine publishes again,
-		// so that a burst does not run far ahead of the sockets, which only adds latency
-		// and queued memory. It never waits: with nothing else to run, it returns at once.
-		runtime.Gosched()
-	}
-	if h.broker == nil {
-		return nil
-	}
-	return h.brokerPublish(ctx, route, frame)
 }
 
 // Subscribe puts the connection with the given ID on channel, as if the client had
@@ -505,6 +506,7 @@ func (h *Hub) Stats() Stats {
 		Invalid:       s.invalid.Load(),
 		RateLimited:   s.rateLimited.Load(),
 		PolicyCloses:  s.policyCloses.Load(),
+		FrameFloods:   s.frameFloods.Load(),
 		Panics:        s.panics.Load(),
 		Disconnects:   s.disconnects.Load(),
 
@@ -525,10 +527,14 @@ func (h *Hub) Stats() Stats {
 }
 
 // Shutdown stops the hub gracefully: new upgrade requests get 503, every connection is
-// sent close 1001 ("going away"), the heartbeat stops, and Shutdown waits until every
-// connection has ended and every goroutine of the hub has exited. If ctx ends first, the
-// remaining connections are closed at once and Shutdown returns ctx.Err() after they
-// are gone. It is safe to call more than once and concurrently with Close.
+// sent close 1001 ("going away") after what is queued for it and has its context
+// cancelled, the heartbeat stops, and Shutdown waits until every connection has ended
+// and every goroutine of the hub has exited. If ctx ends first, the remaining
+// connections are closed at once (no handshake) and Shutdown returns ctx.Err() as soon
+// as they are gone: within ShutdownGrace of ctx's end whatever handlers do, because
+// application code that ignores its context (a Handler, OnConnect, OnDisconnect or
+// Authorize still running then) is logged (websocket_shutdown_incomplete) and not
+// waited for. It is safe to call more than once and concurrently with Close.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.beginShutdown()
 	for _, c := range h.reg.allConns() {
@@ -539,20 +545,27 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		h.abortAll()
-		<-h.drained
+		h.awaitDrained()
 		return ctx.Err()
 	}
 }
 
 // Close stops the hub at once: new upgrade requests get 503 and every connection's TCP
-// connection is closed without a close handshake. It returns when every goroutine of the
-// hub has exited. It is safe to call more than once.
+// connection is closed without a close handshake. It returns when every connection is
+// gone and every goroutine of the hub has exited, except for application code that
+// ignores its context, which it waits for ShutdownGrace at most (see Shutdown). It is
+// safe to call more than once.
 func (h *Hub) Close() error {
 	h.beginShutdown()
 	h.abortAll()
-	<-h.drained
+	h.awaitDrained()
 	return nil
 }
+
+// ShutdownGrace is how long Shutdown (past its deadline) and Close wait for
+// application code that is still running once every connection has been closed: a
+// Handler or hook that ignores its cancelled context is not waited for longer.
+const ShutdownGrace = time.Second
 
 func (h *Hub) beginShutdown() {
 	h.shutOnce.Do(func() {
@@ -568,6 +581,28 @@ func (h *Hub) beginShutdown() {
 			close(h.drained)
 		}()
 	})
+}
+
+// awaitDrained waits for every goroutine of the hub to exit. Once ShutdownGrace has
+// passed, it stops waiting as soon as what is left is application code.
+func (h *Hub) awaitDrained() {
+	t := time.NewTimer(ShutdownGrace)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.drained:
+			return
+		case <-t.C:
+		}
+		if n := h.inApp.Load(); n > 0 {
+			h.log.LogAttrs(context.Background(), slog.LevelWarn, "websocket_shutdown_incomplete",
+				slog.Int64("handlers_running", n), slog.Int("connections", len(h.reg.allConns())),
+				slog.String("cause", "application code ignores its cancelled context; not waiting for it"))
+			h.stopBroker()
+			return
+		}
+		t.Reset(ShutdownGrace / 10) // our own goroutines are finishing: they always do
+	}
 }
 
 func (h *Hub) abortAll() {

@@ -7,10 +7,14 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// initLimits gives a new connection its message rate limiter (Options.MessageRate) and
-// its budget of rate_limited replies (Options.MaxRateLimited, refilled at one per second).
+// initLimits gives a new connection its message rate limiter (Options.MessageRate), its
+// budget of rate_limited replies (Options.MaxRateLimited, refilled at one per second)
+// and its frame budget (Options.MaxFrameRate, see framelimit.go).
 func (c *Conn) initLimits() {
 	o := &c.hub.opts
+	if o.MaxFrameRate > 0 {
+		c.frames = rate.NewLimiter(rate.Limit(o.MaxFrameRate), o.MaxFrameBurst)
+	}
 	if o.MessageRate < 0 {
 		return
 	}

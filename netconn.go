@@ -2,10 +2,15 @@ package wspub
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
+	"errors"
 	"net"
 	"net/http"
 	"sync"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
 )
 
 // hijackWriter wraps the ResponseWriter handed to websocket.Accept so the hub keeps the
@@ -13,7 +18,8 @@ import (
 // closes it to bound a close handshake the peer never answers.
 type hijackWriter struct {
 	http.ResponseWriter
-	pool *sync.Pool // gather buffers for the frameWriter
+	pool   *sync.Pool        // gather buffers for the frameWriter
+	frames func(n int) error // charges the frames the client sends (see frameReader)
 
 	conn net.Conn     // set by Hijack
 	wire *frameWriter // set by Hijack: what coder/websocket writes its frames to
@@ -33,8 +39,11 @@ const hijackWriteBuffer = 128
 const maxGatherBuffer = 64 << 10
 
 // Hijack hijacks the wrapped ResponseWriter and remembers the connection. net/http's
-// 4 KiB write buffer is replaced by a small one over a frameWriter, and, unless the client
-// has already sent bytes after its handshake, its 4 KiB read buffer by a smaller one.
+// 4 KiB write buffer is replaced by a small one over a frameWriter, and its 4 KiB read
+// buffer by a small one. Reads go through a frameReader, which serves first what the
+// client sent after its handshake (copied out of net/http's buffer): it is the net.Conn
+// returned, because coder/websocket reads through the connection it is given, not
+// through the source of the bufio.Reader.
 func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
@@ -42,13 +51,28 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	w.conn = c
 	w.wire = &frameWriter{conn: c, pool: w.pool}
-	r := brw.Reader
-	if r.Buffered() == 0 {
-		r = bufio.NewReaderSize(c, hijackReadBuffer)
+	rc := c
+	if n := brw.Reader.Buffered(); n > 0 || w.frames != nil {
+		fr := &frameConn{Conn: c, r: frameReader{src: c, charge: w.frames}}
+		if n > 0 {
+			b, _ := brw.Reader.Peek(n)
+			fr.r.prefix = bytes.Clone(b)
+		}
+		rc = fr
 	}
+	r := bufio.NewReaderSize(rc, hijackReadBuffer)
 	bw := bufio.NewWriterSize(w.wire, hijackWriteBuffer)
-	return c, bufio.NewReadWriter(r, bw), nil
+	return rc, bufio.NewReadWriter(r, bw), nil
 }
+
+// frameConn is the hijacked connection as coder/websocket reads it: through a
+// frameReader.
+type frameConn struct {
+	net.Conn
+	r frameReader
+}
+
+func (c *frameConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // Unwrap returns the wrapped ResponseWriter, for http.ResponseController.
 func (w *hijackWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
@@ -78,9 +102,16 @@ type frameWriter struct {
 func (w *frameWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	n := len(p)
+	if w.rem == 0 && !w.lost {
+		p = validCloseFrame(p)
+	}
 	control := w.advance(p)
 	if w.gather == nil {
-		return w.conn.Write(p)
+		if _, err := w.conn.Write(p); err != nil {
+			return 0, err
+		}
+		return n, nil
 	}
 	if w.err != nil {
 		return 0, w.err
@@ -91,7 +122,48 @@ func (w *frameWriter) Write(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	return len(p), nil
+	return n, nil
+}
+
+// errMidFrame is writeControl's answer when the stream is not at a frame boundary.
+var errMidFrame = errors.New("wspub: not at a frame boundary")
+
+// writeControl writes a whole control frame (the heartbeat's ping) between two frames
+// of the stream, at once. It returns errMidFrame, and writes nothing, if a frame is
+// under way or the stream was lost; the writer loop, the only writer of data frames,
+// calls it between them, and coder/websocket writes its own control frames whole.
+func (w *frameWriter) writeControl(frame []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.lost || w.rem != 0 {
+		return errMidFrame
+	}
+	if w.gather != nil {
+		if w.err != nil {
+			return w.err
+		}
+		*w.gather = append(*w.gather, frame...)
+		return w.flushLocked()
+	}
+	_, err := w.conn.Write(frame)
+	return err
+}
+
+// validCloseFrame returns p, unless p is exactly one close frame whose reason is not
+// UTF-8: coder/websocket echoes a peer's close reason as it came, and RFC 6455 wants a
+// connection whose peer sent one failed with 1007. Then it returns a close frame with
+// 1007 and a reason that says so.
+func validCloseFrame(p []byte) []byte {
+	if len(p) < 4 || p[0] != 0x80|0x8 || p[1]&0x80 != 0 || int(p[1]) != len(p)-2 {
+		return p
+	}
+	if utf8.Valid(p[4:]) {
+		return p
+	}
+	f := make([]byte, 0, 4+len(invalidCloseReason))
+	f = append(f, 0x80|0x8, byte(2+len(invalidCloseReason)))
+	f = binary.BigEndian.AppendUint16(f, uint16(websocket.StatusInvalidFramePayloadData))
+	return append(f, invalidCloseReason...)
 }
 
 // cork starts gathering writes, unless they are gathered already. It reports false if

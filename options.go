@@ -2,6 +2,7 @@ package wspub
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -68,9 +69,11 @@ type Options struct {
 	// with path.Match, case-insensitively, against the Origin's host and port
 	// ("app.example.com", "*.example.com", "localhost:*"), or against scheme://host:port
 	// when it contains "://". "example.com" does not match "evilexample.com" nor
-	// "example.com:8443". A request from the hub's own host is always allowed, and so is a
-	// request without an Origin header (not from a browser: browsers always send one on a
-	// WebSocket handshake). Any other origin is refused with HTTP 403 before the upgrade.
+	// "example.com:8443". A page of the hub's own host is always allowed, unless it is an
+	// http:// page and the hub is reached over TLS (directly, or through a proxy that says
+	// so with X-Forwarded-Proto: https): a page anyone on the network can rewrite does not
+	// get the credentials of the secure site. A request without an Origin header is allowed
+	// too (not from a browser: browsers always send one on a WebSocket handshake). Any other origin is refused with HTTP 403 before the upgrade.
 	// A malformed pattern matches nothing and is logged by New. Default: nil, same origin
 	// only.
 	OriginPatterns []string
@@ -113,6 +116,18 @@ type Options struct {
 	// processed. Default: 20 per second, bursts of 50. Negative MessageRate: no limit.
 	MessageRate  float64
 	MessageBurst int
+
+	// MaxFrameRate bounds the WebSocket frames of every kind one client may send per
+	// second, with bursts of up to MaxFrameBurst: pings, pongs, close frames and the
+	// fragments of a message count as well as whole messages, which no other limit sees
+	// one by one. A client over the rate is not refused but slowed down: the hub reads
+	// its frames no faster than the rate, so a flooding client only slows itself down.
+	// Such a connection is counted once in Stats.FrameFloods and logged
+	// (websocket_frame_flood). New raises them to at least twice MessageRate and
+	// MessageBurst. Default: 1 000 frames per second, bursts of 1 000. Negative
+	// MaxFrameRate: no limit.
+	MaxFrameRate  float64
+	MaxFrameBurst int
 
 	// MaxRateLimited is how many "rate_limited" replies a client may earn in a burst
 	// (refilled at one per second) before the connection is closed with 1008 (policy
@@ -158,9 +173,15 @@ type Options struct {
 	// MaxChannelBytes bounds a channel name. Default: 200.
 	MaxChannelBytes int
 
-	// MaxQueueBytes bounds the bytes waiting in one connection's send queue. Default: 1 MiB,
-	// enough to absorb a burst of thousands of small messages to a client that reads at
-	// full speed but whose writer was scheduled late.
+	// MaxQueueBytes bounds the bytes waiting in one connection's send queue. A message
+	// that is larger on its own could never be queued: it is refused before it reaches
+	// any queue (Publish returns ErrMessageTooLarge; a client publish gets a
+	// "message_too_large" reply), instead of evicting every subscriber. New raises a value
+	// below 1 KiB + 2×MaxChannelBytes, which could not hold the protocol's own replies, and
+	// logs wspub_options_adjusted, as it does when AllowClientPublish lets clients send
+	// messages larger than a queue. Default: 1 MiB, enough to absorb a burst of thousands
+	// of small messages to a client that reads at full speed but whose writer was
+	// scheduled late.
 	MaxQueueBytes int
 
 	// MaxQueueMessages, when positive, also bounds the number of queued messages.
@@ -183,8 +204,9 @@ type Options struct {
 	PingInterval time.Duration
 
 	// PongTimeout is how long a peer has to answer a ping before it is reaped: closed,
-	// removed from its channels and counted in Stats.Reaped. Values of PingInterval or
-	// more are lowered to PingInterval. Default: 10s.
+	// removed from its channels and counted in Stats.Reaped. Only a pong that carries the
+	// ping's payload counts. Values of PingInterval or more are lowered to PingInterval.
+	// Default: 10s.
 	PongTimeout time.Duration
 
 	// CloseTimeout bounds the close handshake: a peer that does not answer a close frame
@@ -200,6 +222,8 @@ const (
 	defaultMaxSubscriptionsPerConn = 256
 	defaultMessageRate             = 20
 	defaultMessageBurst            = 50
+	defaultMaxFrameRate            = 1000
+	defaultMaxFrameBurst           = 1000
 	defaultMaxRateLimited          = 20
 	defaultMaxInvalidMessages      = 20
 	defaultMaxMessageBytes         = 32 << 10
@@ -239,13 +263,55 @@ func (opts *Options) withDefaults() Options {
 	setDefault(&o.PingInterval, defaultPingInterval)
 	setDefault(&o.PongTimeout, defaultPongTimeout)
 	setDefault(&o.CloseTimeout, defaultCloseTimeout)
-	if o.PongTimeout > o.PingInterval {
-		o.PongTimeout = o.PingInterval
+	if o.MaxFrameRate == 0 {
+		o.MaxFrameRate = defaultMaxFrameRate // negative stays: no limit
 	}
+	setDefault(&o.MaxFrameBurst, defaultMaxFrameBurst)
 	if o.MaxQueueMessages < 0 {
 		o.MaxQueueMessages = 0
 	}
 	return o
+}
+
+// adjust corrects the combinations of options that cannot work, in place, and
+// describes each correction for New to log.
+func (o *Options) adjust() []string {
+	var notes []string
+	if o.PongTimeout > o.PingInterval {
+		notes = append(notes, fmt.Sprintf("PongTimeout %v lowered to PingInterval %v", o.PongTimeout, o.PingInterval))
+		o.PongTimeout = o.PingInterval
+	}
+	if o.MaxFrameRate > 0 && o.MessageRate > 0 {
+		if o.MaxFrameRate < 2*o.MessageRate {
+			notes = append(notes, fmt.Sprintf("MaxFrameRate %g raised to twice MessageRate: %g", o.MaxFrameRate, 2*o.MessageRate))
+			o.MaxFrameRate = 2 * o.MessageRate
+		}
+		if o.MaxFrameBurst < 2*o.MessageBurst {
+			notes = append(notes, fmt.Sprintf("MaxFrameBurst %d raised to twice MessageBurst: %d", o.MaxFrameBurst, 2*o.MessageBurst))
+			o.MaxFrameBurst = 2 * o.MessageBurst
+		}
+	}
+	if least := minQueueBytes(o); o.MaxQueueBytes < least {
+		notes = append(notes, fmt.Sprintf("MaxQueueBytes %d raised to %d, the least that holds the protocol's own replies", o.MaxQueueBytes, least))
+		o.MaxQueueBytes = least
+	}
+	if o.AllowClientPublish && maxClientPublishFrame(o) > o.MaxQueueBytes {
+		notes = append(notes, fmt.Sprintf("MaxQueueBytes %d is smaller than the largest client publish (MaxMessageBytes %d): "+
+			"larger client publishes are refused with message_too_large", o.MaxQueueBytes, o.MaxMessageBytes))
+	}
+	return notes
+}
+
+// minQueueBytes is the least MaxQueueBytes that holds any reply of the protocol's own:
+// an error about the longest channel name, with its message.
+func minQueueBytes(o *Options) int {
+	return 1024 + 2*o.MaxChannelBytes
+}
+
+// maxClientPublishFrame is the size of the largest envelope a client publish can
+// produce: its data (at most MaxMessageBytes), its channel name and the envelope.
+func maxClientPublishFrame(o *Options) int {
+	return int(o.MaxMessageBytes) + 2*o.MaxChannelBytes + 64
 }
 
 func setDefault[T int | int64 | float64 | time.Duration](v *T, def T) {

@@ -39,7 +39,7 @@ func (p *originPolicy) allowed(r *http.Request) (bool, string) {
 	if err != nil || u.Host == "" {
 		return false, origin
 	}
-	if strings.EqualFold(u.Host, r.Host) {
+	if strings.EqualFold(u.Host, r.Host) && !downgrade(u.Scheme, r) {
 		return true, origin
 	}
 	host := strings.ToLower(u.Host)
@@ -54,4 +54,21 @@ func (p *originPolicy) allowed(r *http.Request) (bool, string) {
 		}
 	}
 	return false, origin
+}
+
+// downgrade reports whether a page of the hub's own host is served with less security
+// than the hub: an http:// page (which anyone on the network path can rewrite) asking a
+// hub reached over TLS, directly or, by its X-Forwarded-Proto header, through a proxy
+// that terminates TLS. Such a page is not the same origin and needs a pattern of its own.
+// An https:// page asking a hub that sees plain HTTP is the usual TLS-terminating proxy
+// without that header, and is allowed.
+func downgrade(pageScheme string, r *http.Request) bool {
+	if !strings.EqualFold(pageScheme, "http") {
+		return false
+	}
+	if r.TLS != nil {
+		return true
+	}
+	proto, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ",")
+	return strings.EqualFold(strings.TrimSpace(proto), "https")
 }

@@ -79,7 +79,8 @@ func validName(s string, maxBytes int) bool {
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError || unicode.IsSpace(r) || unicode.IsControl(r) {
+		// RuneError of size 1 is an invalid byte; a literal U+FFFD (3 bytes) is valid.
+		if (r == utf8.RuneError && size == 1) || unicode.IsSpace(r) || unicode.IsControl(r) {
 			return false
 		}
 		i += size

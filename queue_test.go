@@ -37,11 +37,11 @@ func seqOf(t testing.TB, e wstest.Msg) int {
 	return n
 }
 
-// TestRow12SlowConsumer: one client stops reading while 100 000 messages are published.
+// TestSlowConsumerIsEvicted: one client stops reading while 100 000 messages are published.
 // Only the stalled client is evicted, with close 1013 "slow consumer"; the healthy ones
 // get every message in order; Publish never blocks; the eviction is counted and logged
-// once (RELIABILITY.md row 12).
-func TestRow12SlowConsumer(t *testing.T) {
+// once.
+func TestSlowConsumerIsEvicted(t *testing.T) {
 	logger, logs := wstest.NewLogger()
 	h, url := startHub(t, &Options{Logger: logger, MaxQueueBytes: 64 << 10, CloseTimeout: 20 * time.Second})
 	stalled := dial(t, url)

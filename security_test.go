@@ -48,9 +48,9 @@ func originHeader(origin string) http.Header {
 	return http.Header{"Origin": {origin}}
 }
 
-// TestRow01ForeignOrigin: a page of another origin is refused with 403 before the
+// TestForeignOriginIsRefused: a page of another origin is refused with 403 before the
 // upgrade, and the refusal is logged with the origin.
-func TestRow01ForeignOrigin(t *testing.T) {
+func TestForeignOriginIsRefused(t *testing.T) {
 	logger, logs := wstest.NewLogger()
 	h, url := startHub(t, &Options{Logger: logger})
 	status, _ := dialStatus(t, url, originHeader("https://evil.example"))
@@ -68,8 +68,8 @@ func TestRow01ForeignOrigin(t *testing.T) {
 	assert.Equal(t, http.StatusSwitchingProtocols, status, "no Origin: not a browser")
 }
 
-// TestRow02OriginPatternBypass: the traps of origin patterns.
-func TestRow02OriginPatternBypass(t *testing.T) {
+// TestOriginPatternsCannotBeBypassed: the traps of origin patterns.
+func TestOriginPatternsCannotBeBypassed(t *testing.T) {
 	tests := []struct {
 		patterns []string
 		origin   string
@@ -116,9 +116,9 @@ func TestRow02OriginPatternBypass(t *testing.T) {
 	})
 }
 
-// TestRow03NoCredentials: a failed Authenticate is a 401 before the upgrade, and nothing
+// TestMissingCredentialsAre401: a failed Authenticate is a 401 before the upgrade, and nothing
 // is allocated for the request: no connection, no slot, no goroutine left.
-func TestRow03NoCredentials(t *testing.T) {
+func TestMissingCredentialsAre401(t *testing.T) {
 	h, url := startHub(t, &Options{Authenticate: userFromQuery})
 	for range 20 {
 		status, _ := dialStatus(t, url, nil)
@@ -134,9 +134,9 @@ func TestRow03NoCredentials(t *testing.T) {
 	h.reg.mu.RUnlock()
 }
 
-// TestRow04TokenInSubprotocol: a browser passes its token as the subprotocol
+// TestTokenInSubprotocol: a browser passes its token as the subprotocol
 // "bearer.<token>" beside wspub.v1; only wspub.v1 is echoed.
-func TestRow04TokenInSubprotocol(t *testing.T) {
+func TestTokenInSubprotocol(t *testing.T) {
 	const token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
 	h, url := startHub(t, &Options{Authenticate: func(r *http.Request) (Identity, error) {
 		switch tok := SubprotocolToken(r); tok {
@@ -203,9 +203,9 @@ func onlyOwnChannels(_ context.Context, c *Conn, action Action, channel string) 
 	return errors.New("not yours")
 }
 
-// TestRow05ForbiddenChannel: Authorize is asked on every subscribe; a refusal is a
+// TestForbiddenChannelIsRefused: Authorize is asked on every subscribe; a refusal is a
 // "forbidden" reply, nothing is subscribed and nothing is delivered. It fails closed.
-func TestRow05ForbiddenChannel(t *testing.T) {
+func TestForbiddenChannelIsRefused(t *testing.T) {
 	logger, logs := wstest.NewLogger()
 	h, url := startHub(t, &Options{Logger: logger, Authenticate: userFromQuery, Authorize: onlyOwnChannels})
 	c := dial(t, url+"?user=alice")
@@ -248,9 +248,9 @@ func TestClientPublish(t *testing.T) {
 	assert.Equal(t, uint64(2), h.Stats().Published)
 }
 
-// TestRow08GarbageFlood: 10 000 invalid frames on one connection: error replies, then
+// TestGarbageFloodIsClosed: 10 000 invalid frames on one connection: error replies, then
 // close 1008 at the threshold; other clients are unaffected.
-func TestRow08GarbageFlood(t *testing.T) {
+func TestGarbageFloodIsClosed(t *testing.T) {
 	h, url := startHub(t, &Options{MessageRate: -1, MaxInvalidMessages: 50})
 	bystander := dial(t, url)
 	bystander.Subscribe("news", "s")
@@ -291,9 +291,9 @@ func TestRow08GarbageFlood(t *testing.T) {
 	}
 }
 
-// TestRow09MessageFlood: a client sending 10x its rate gets rate_limited replies, then
+// TestMessageFloodIsRateLimited: a client sending 10x its rate gets rate_limited replies, then
 // close 1008.
-func TestRow09MessageFlood(t *testing.T) {
+func TestMessageFloodIsRateLimited(t *testing.T) {
 	logger, logs := wstest.NewLogger()
 	h, url := startHub(t, &Options{Logger: logger, MessageRate: 10, MessageBurst: 10, MaxRateLimited: 5})
 	c := dial(t, url)
@@ -331,10 +331,10 @@ func TestRow09MessageFlood(t *testing.T) {
 	assert.Len(t, logs.Events("websocket_policy_violation"), 1)
 }
 
-// TestRow10TooManyConnections: MaxConnsPerUser + 1 connections of one user are refused
+// TestConnectionLimits: MaxConnsPerUser + 1 connections of one user are refused
 // with 429, also when they race; anonymous connections are not one user; MaxConns
 // refuses with 503.
-func TestRow10TooManyConnections(t *testing.T) {
+func TestConnectionLimits(t *testing.T) {
 	h, url := startHub(t, &Options{Authenticate: func(r *http.Request) (Identity, error) {
 		return Identity{UserID: r.URL.Query().Get("user")}, nil // "" is anonymous
 	}, MaxConnsPerUser: 5, MaxConns: 40})
@@ -373,9 +373,9 @@ func TestRow10TooManyConnections(t *testing.T) {
 	assert.Equal(t, uint64(26), h.Stats().Rejected)
 }
 
-// TestRow11TooManySubscriptions: the subscription beyond MaxSubscriptionsPerConn is
+// TestSubscriptionLimit: the subscription beyond MaxSubscriptionsPerConn is
 // refused with too_many_subscriptions; the others keep working.
-func TestRow11TooManySubscriptions(t *testing.T) {
+func TestSubscriptionLimit(t *testing.T) {
 	h, url := startHub(t, &Options{MaxSubscriptionsPerConn: 3})
 	c := dial(t, url)
 	for i := range 3 {
@@ -394,9 +394,9 @@ func TestRow11TooManySubscriptions(t *testing.T) {
 	assert.Equal(t, 3, h.Stats().Subscriptions)
 }
 
-// TestRow15LeakCheck: 10 000 connect/subscribe/disconnect cycles leave goroutines,
+// TestConnectCyclesLeaveNothing: 10 000 connect/subscribe/disconnect cycles leave goroutines,
 // channels and per-user maps at their baseline.
-func TestRow15LeakCheck(t *testing.T) {
+func TestConnectCyclesLeaveNothing(t *testing.T) {
 	h, url := startHub(t, &Options{Authenticate: userFromQuery})
 	baseline := runtime.NumGoroutine()
 	const workers, cycles = 8, 10000

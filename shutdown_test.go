@@ -15,9 +15,9 @@ import (
 	"github.com/wspub/wspub/internal/wstest"
 )
 
-// TestRow19GracefulShutdown: with 1000 clients, Shutdown sends each close 1001, answers new
-// upgrades with 503, and returns once every goroutine has exited (RELIABILITY.md row 19).
-func TestRow19GracefulShutdown(t *testing.T) {
+// TestGracefulShutdown: with 1000 clients, Shutdown sends each close 1001, answers new
+// upgrades with 503, and returns once every goroutine has exited.
+func TestGracefulShutdown(t *testing.T) {
 	const n = 1000
 	h, url := startHub(t, nil)
 	clients := make([]*wstest.Conn, n)
@@ -80,9 +80,9 @@ func TestShutdownDeadline(t *testing.T) {
 	_ = mute
 }
 
-// TestRow20CloseHang: a peer that never answers a close frame is cut off after
-// CloseTimeout (RELIABILITY.md row 20).
-func TestRow20CloseHang(t *testing.T) {
+// TestUnansweredCloseIsCutAfterCloseTimeout: a peer that never answers a close frame is cut off after
+// CloseTimeout.
+func TestUnansweredCloseIsCutAfterCloseTimeout(t *testing.T) {
 	h, url := startHub(t, &Options{CloseTimeout: 200 * time.Millisecond})
 	require.NoError(t, h.Handle("leave", func(_ context.Context, c *Conn, _ ClientMessage) error {
 		return c.Close(websocket.StatusNormalClosure, "bye")

@@ -21,6 +21,7 @@ type Stats struct {
 	Invalid       uint64 // client messages answered with an error reply
 	RateLimited   uint64 // client messages refused by the rate limit (Options.MessageRate)
 	PolicyCloses  uint64 // connections closed with 1008 for invalid messages or rate abuse
+	FrameFloods   uint64 // connections slowed down for sending frames faster than Options.MaxFrameRate
 	Panics        uint64 // handler and hook panics recovered
 	Disconnects   uint64 // connections that have ended, for any reason
 
@@ -36,6 +37,6 @@ type Stats struct {
 // counters are the hub's atomic counters behind Stats.
 type counters struct {
 	accepted, rejected, published, delivered, frames, dropped,
-	slowEvictions, reaped, invalid, rateLimited, policyCloses, panics, disconnects,
+	slowEvictions, reaped, invalid, rateLimited, policyCloses, frameFloods, panics, disconnects,
 	brokerErrors, brokerReceived, brokerInvalid atomic.Uint64
 }
