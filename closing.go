@@ -89,10 +89,12 @@ func (c *Conn) evictLocked() bool {
 
 // abort closes the connection at once, with no handshake: for peers that are gone or
 // cannot take another byte, and for Hub.Close. code and reason are what OnDisconnect and
-// the logs see, if the connection was still open; it reports whether it was. abort must
+// the logs see, if the connection was still open; it reports whether it was. If the
+// reader is busy in application code, the caller runs cleanup itself: on a goroutine of
+// its own when the caller must not block (the heartbeat), inline otherwise. abort must
 // not be called from inside coder/websocket (a read callback), whose locks closing the
 // *websocket.Conn waits for.
-func (c *Conn) abort(code websocket.StatusCode, reason string) (wasOpen bool) {
+func (c *Conn) abort(code websocket.StatusCode, reason string, spawn bool) (wasOpen bool) {
 	c.mu.Lock()
 	wasOpen = c.beginCloseLocked(code, reason)
 	first, cleanup := c.closeLocked()
@@ -100,13 +102,17 @@ func (c *Conn) abort(code websocket.StatusCode, reason string) (wasOpen bool) {
 	if first {
 		c.closeSocket()
 	}
-	if cleanup {
+	switch {
+	case !cleanup:
+	case spawn: // only from a goroutine the hub's WaitGroup counts, so it is not at zero
 		h := c.hub
-		h.wg.Add(1) // the busy reader is counted, so the group cannot be at zero here
+		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
 			c.cleanup()
 		}()
+	default:
+		c.cleanup()
 	}
 	return wasOpen
 }

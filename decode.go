@@ -143,19 +143,25 @@ func (d *decoder) object(m *ClientMessage, lim decodeLimits) *Error {
 			fail(invalidMessage("field " + strconv.Quote(key) + " must be a string"))
 		default:
 			seen[field] = true
-			s, ok := d.stringValue()
+			s, ok, lone := d.stringValue()
 			if !ok {
 				return invalidMessage("malformed JSON: bad string")
 			}
 			switch field {
 			case 0:
 				m.Type = s
+				if lone {
+					fail(invalidMessage(`"type" has an unpaired surrogate escape`))
+				}
 			case 1:
 				m.ID = s
 			case 2:
 				m.Channel = s
-				if s == "" {
+				switch {
+				case s == "":
 					fail(&Error{Code: CodeInvalidChannel, Message: "channel name is empty"})
+				case lone: // a name is text: U+FFFD written out is one, a broken escape is not
+					fail(&Error{Code: CodeInvalidChannel, Message: "channel name has an unpaired surrogate escape"})
 				}
 			}
 			start = -1
@@ -337,11 +343,12 @@ func (d *decoder) skipString() ([]byte, bool) {
 }
 
 // stringValue decodes a JSON string starting at its opening quote. Lone surrogates
-// become U+FFFD, as encoding/json does.
-func (d *decoder) stringValue() (string, bool) {
+// become U+FFFD, as encoding/json does, and are reported (lone), so that names can
+// refuse them.
+func (d *decoder) stringValue() (s string, ok, lone bool) {
 	raw, ok := d.skipString()
 	if !ok {
-		return "", false
+		return "", false, false
 	}
 	body := raw[1 : len(raw)-1]
 	escaped := false
@@ -352,7 +359,7 @@ func (d *decoder) stringValue() (string, bool) {
 		}
 	}
 	if !escaped {
-		return string(body), true
+		return string(body), true, false
 	}
 	out := make([]byte, 0, len(body))
 	for i := 0; i < len(body); {
@@ -388,6 +395,7 @@ func (d *decoder) stringValue() (string, bool) {
 					i += 6
 				} else {
 					r = utf8.RuneError
+					lone = true
 				}
 			}
 			out = utf8.AppendRune(out, r)
@@ -395,7 +403,7 @@ func (d *decoder) stringValue() (string, bool) {
 			out = append(out, e)
 		}
 	}
-	return string(out), true
+	return string(out), true, lone
 }
 
 func hex4(b []byte, i int) (rune, bool) {

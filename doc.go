@@ -25,10 +25,19 @@
 // # Resources
 //
 // An idle connection has one goroutine, its reader, and costs about 10 KB of heap and
-// stack. A writer goroutine runs only while the connection has something queued, and
-// one heartbeat goroutine per hub pings every connection and reaps those that stop
-// answering. Disconnects remove a connection from its channels in O(its
-// subscriptions), and channels without subscribers are deleted.
+// stack, whatever its headers: it keeps at most 256 bytes of each request string
+// (Conn.Origin, Conn.UserAgent, Conn.RemoteAddr). A writer goroutine runs only while the
+// connection has something to send, and one heartbeat goroutine per hub pings every
+// connection through its writer and reaps those that do not answer with the ping's
+// payload; no goroutine waits for a pong. Disconnects remove a connection from its
+// channels in O(its subscriptions), and channels without subscribers are deleted.
+// However a connection ends (close handshake, FIN, RST, reaped, evicted, closed by the
+// application, Close or Shutdown), nothing of it stays: no goroutine, no map entry, no
+// heap.
+//
+// A client's input is bounded at every level: frames of every kind by
+// Options.MaxFrameRate (a flooding client is read no faster, so it slows only itself),
+// messages by MessageRate, MaxMessageBytes and MaxInvalidMessages.
 //
 // # Security
 //
@@ -51,7 +60,9 @@
 //
 // http.Server.Shutdown does not close hijacked connections such as WebSockets: call
 // Hub.Shutdown too. It sends every client close 1001 ("going away"), answers new upgrade
-// requests with 503, and returns when every goroutine of the hub has exited.
+// requests with 503, cancels every connection's context, and returns when every
+// goroutine of the hub has exited, or by its deadline plus ShutdownGrace: application
+// code that ignores its cancelled context is logged, not waited for.
 //
 // The library never prints; it logs through the *slog.Logger in Options.Logger.
 package wspub

@@ -85,7 +85,7 @@ func (c *Conn) reap() {
 		return
 	}
 	h := c.hub
-	if !c.abort(websocket.StatusAbnormalClosure, "pong timeout") {
+	if !c.abort(websocket.StatusAbnormalClosure, "pong timeout", true) {
 		return
 	}
 	h.stats.reaped.Add(1)

@@ -2,6 +2,7 @@ package wspub
 
 import (
 	"net/http"
+	"runtime"
 	"testing"
 	"time"
 
@@ -98,4 +99,69 @@ func TestOptionDefaults(t *testing.T) {
 	assert.Zero(t, o.MaxQueueMessages)
 	assert.Equal(t, time.Minute, in.PongTimeout, "the caller's Options are not changed")
 	assert.Nil(t, in.Logger)
+}
+
+// TestUnsolicitedPongsDoNotKeepAPeerAlive: a client that never reads, and so never sees
+// a ping, but sends pongs of its own accord is reaped all the same: only a pong that
+// carries the ping's payload counts.
+func TestUnsolicitedPongsDoNotKeepAPeerAlive(t *testing.T) {
+	h, url := startHub(t, &Options{PingInterval: 200 * time.Millisecond, PongTimeout: 100 * time.Millisecond})
+	c := dialRaw(t, url)
+	defer c.Close()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if c.writeFrame(opPong, true, []byte("12345678")) != nil {
+					return
+				}
+			}
+		}
+	}()
+	eventually(t, func() bool { return h.Stats().Reaped == 1 })
+	assert.Equal(t, 0, h.Stats().Connections)
+}
+
+// TestAnsweredPingsKeepAPeerAlive: a raw client that answers each ping with its payload,
+// as RFC 6455 asks, is never reaped.
+func TestAnsweredPingsKeepAPeerAlive(t *testing.T) {
+	h, url := startHub(t, &Options{PingInterval: 100 * time.Millisecond, PongTimeout: 50 * time.Millisecond})
+	c := dialRaw(t, url)
+	defer c.Close()
+	for range 5 {
+		payload, err := c.readUntil(opPing)
+		require.NoError(t, err)
+		require.Len(t, payload, pingTokenBytes)
+		require.NoError(t, c.writeFrame(opPong, true, payload))
+	}
+	assert.Zero(t, h.Stats().Reaped)
+	assert.Equal(t, 1, h.Stats().Connections)
+}
+
+// TestPingRoundHoldsNoGoroutinePerPeer: pinging 300 peers that never answer leaves no
+// goroutine waiting PongTimeout for each: once the pings are out, the goroutine count is
+// back near its baseline while the pongs are due; then the peers are reaped.
+func TestPingRoundHoldsNoGoroutinePerPeer(t *testing.T) {
+	const n = 300
+	h, url := startHub(t, &Options{PingInterval: 2 * time.Second, PongTimeout: time.Second})
+	conns := make([]*rawConn, n)
+	for i := range conns {
+		conns[i] = dialRaw(t, url) // never answers
+		defer conns[i].Close()
+	}
+	eventually(t, func() bool { return h.Stats().Connections == n })
+	base := runtime.NumGoroutine()
+	_, err := conns[n-1].readUntil(opPing) // the round has started
+	require.NoError(t, err)
+	time.Sleep(200 * time.Millisecond) // the writers that sent the pings are done
+	during := runtime.NumGoroutine()
+	t.Logf("goroutines: %d before the round, %d while %d pongs are due", base, during, n)
+	assert.Less(t, during-base, n/10)
+	eventually(t, func() bool { return h.Stats().Reaped == n })
 }

@@ -607,6 +607,6 @@ func (h *Hub) awaitDrained() {
 
 func (h *Hub) abortAll() {
 	for _, c := range h.reg.allConns() {
-		c.abort(websocket.StatusGoingAway, "going away")
+		c.abort(websocket.StatusGoingAway, "going away", false)
 	}
 }

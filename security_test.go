@@ -2,6 +2,7 @@ package wspub
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
@@ -658,4 +660,96 @@ func TestCloseConnAndUser(t *testing.T) {
 	require.NoError(t, h.CloseConn(h.reg.userConns("bob")[0].ID(), 4003, "token revoked"))
 	assert.Equal(t, websocket.StatusCode(4003), websocket.CloseStatus(b.CloseErr()))
 	eventually(t, func() bool { return h.Stats().Connections == 0 })
+}
+
+// TestSameOriginNeedsTheSameSecurity: a page of the hub's own host is the same origin
+// unless it is an http:// page asking a hub reached over TLS (directly or through a
+// proxy that says so): a page anyone on the network path can rewrite does not get the
+// secure site's credentials.
+func TestSameOriginNeedsTheSameSecurity(t *testing.T) {
+	p, _ := newOriginPolicy(&Options{})
+	tests := []struct {
+		name      string
+		origin    string
+		tls       bool
+		forwarded string
+		want      bool
+	}{
+		{"http page, plain hub", "http://app.test", false, "", true},
+		{"https page, TLS hub", "https://app.test", true, "", true},
+		{"https page, hub behind a TLS-terminating proxy", "https://app.test", false, "", true},
+		{"https page, proxy says https", "https://app.test", false, "https", true},
+		{"http page, TLS hub", "http://app.test", true, "", false},
+		{"http page, proxy says https", "http://app.test", false, "https", false},
+		{"http page, proxy says https first", "http://app.test", false, "https, http", false},
+		{"http page, proxy says http", "http://app.test", false, "http", true},
+		{"other host over https", "https://evil.test", true, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "http://app.test/ws", nil)
+			r.Header.Set("Origin", tt.origin)
+			if tt.tls {
+				r.TLS = &tls.ConnectionState{}
+			}
+			if tt.forwarded != "" {
+				r.Header.Set("X-Forwarded-Proto", tt.forwarded)
+			}
+			ok, _ := p.allowed(r)
+			assert.Equal(t, tt.want, ok)
+		})
+	}
+}
+
+// TestNamesMayHoldTheReplacementCharacter: U+FFFD, encoded as UTF-8, is a character
+// like any other in a channel name.
+func TestNamesMayHoldTheReplacementCharacter(t *testing.T) {
+	h, url := startHub(t, nil)
+	c := dial(t, url)
+	c.Subscribe("room\uFFFD", "s")
+	require.NoError(t, h.Publish(context.Background(), "room\uFFFD", Message{Type: "x", Data: 1}))
+	assert.Equal(t, "room\uFFFD", c.Expect("x").Channel)
+}
+
+// TestKeptRequestStringsAreBounded: a client cannot set what its connection costs with
+// its headers: a 256 KiB User-Agent and Origin are kept as their first 256 bytes, and
+// idle connections with such headers cost no more heap than those without.
+func TestKeptRequestStringsAreBounded(t *testing.T) {
+	const n = 100
+	huge := strings.Repeat("é", 128<<10) // 256 KiB
+	uas := make(chan string, 4*n)
+	h, url := startHub(t, &Options{InsecureSkipOriginCheck: true, OnConnect: func(_ context.Context, c *Conn) error {
+		uas <- c.UserAgent() + c.Origin()
+		return nil
+	}})
+	idle := func(header http.Header) (perConn int64) {
+		before := heapAfterGC()
+		conns := make([]*rawConn, n)
+		for i := range conns {
+			c, err := rawDialer{header: header}.dial(url)
+			require.NoError(t, err)
+			conns[i] = c
+		}
+		eventually(t, func() bool { return h.Stats().Connections == n })
+		perConn = (int64(heapAfterGC()) - int64(before)) / n
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		eventually(t, func() bool { return h.Stats().Connections == 0 })
+		return perConn
+	}
+	idle(nil) // warm-up: pools and maps reach their size
+	plain := idle(nil)
+	big := idle(http.Header{"User-Agent": {huge}, "Origin": {"https://" + huge}})
+	t.Logf("heap per idle connection: %d B with small headers, %d B with a 256 KiB User-Agent and Origin", plain, big)
+	assert.Less(t, big-plain, int64(1024))
+	assert.Less(t, big, int64(16<<10), "both sides of the connection: the test's client is in this heap too")
+	for range 2 * n {
+		<-uas
+	}
+	for range n {
+		kept := <-uas
+		assert.LessOrEqual(t, len(kept), 2*maxKeptHeader)
+		assert.True(t, utf8.ValidString(kept), "cut at a character boundary")
+	}
 }

@@ -191,13 +191,13 @@ func (c *Conn) writeFrames() (n, frames int, err error) {
 func (c *Conn) writeFailed(err error, n int) {
 	c.hub.stats.dropped.Add(uint64(n))
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		c.abort(websocket.StatusAbnormalClosure, "write failed")
+		c.abort(websocket.StatusAbnormalClosure, "write failed", false)
 		return
 	}
 	c.mu.Lock()
 	queuedBytes, queued := c.q.bytes, c.q.n
 	c.mu.Unlock()
-	if c.abort(StatusSlowConsumer, "slow consumer") {
+	if c.abort(StatusSlowConsumer, "slow consumer", false) {
 		c.evicted("write timeout", queuedBytes, queued)
 	}
 }
