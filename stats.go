@@ -30,7 +30,7 @@ type Stats struct {
 	BrokerOutages  uint64 // times the broker connection was lost (BrokerHealth)
 	BrokerErrors   uint64 // broker publishes, subscribes and unsubscribes that failed
 	BrokerReceived uint64 // messages from other nodes fanned out here
-	BrokerInvalid  uint64 // broker payloads that were not wspub's and were dropped
+	BrokerInvalid  uint64 // broker payloads that were not wspub's, or too large for this node's send queues, and were dropped
 	BrokerDropped  uint64 // messages the broker adapter lost on their way in (BrokerDrops)
 }
 

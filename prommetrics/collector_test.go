@@ -22,7 +22,7 @@ var statNames = []string{
 	"wspub_messages_published_total", "wspub_messages_delivered_total",
 	"wspub_frames_written_total", "wspub_messages_dropped_total",
 	"wspub_slow_consumer_evictions_total", "wspub_connections_reaped_total",
-	"wspub_client_errors_total", "wspub_rate_limited_total", "wspub_policy_closes_total",
+	"wspub_client_errors_total", "wspub_rate_limited_total", "wspub_policy_closes_total", "wspub_frame_floods_total",
 	"wspub_handler_panics_total", "wspub_disconnects_total",
 	"wspub_broker_up", "wspub_broker_outages_total", "wspub_broker_errors_total",
 	"wspub_broker_received_total", "wspub_broker_invalid_total", "wspub_broker_dropped_total",
