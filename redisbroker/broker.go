@@ -52,6 +52,25 @@ type Options struct {
 	// is raised to it. Defaults: 100ms and 5s.
 	ReconnectMin time.Duration
 	ReconnectMax time.Duration
+
+	// MaxPendingPublishes bounds the PUBLISH commands under way at once. Each Publish
+	// runs its command in a goroutine of its own, so that it returns when its context
+	// ends (the hub's BrokerTimeout) even when go-redis waits longer: a client without
+	// ContextTimeoutEnabled, as redis.NewClient makes by default, waits for each reply
+	// up to its ReadTimeout (5s by default in go-redis v9.22), and as long again to set
+	// up a new connection, whatever the context. A command that its caller has left
+	// keeps its goroutine, its payload and its pooled connection until go-redis gives it
+	// up or Redis answers; a Redis that answers again completes them at once.
+	//
+	// With MaxPendingPublishes commands under way, a Publish waits until one of them
+	// ends, or until its context ends; when all of them have been left by their callers,
+	// Publish fails at once with ErrStalled. So during an outage, however long and
+	// however many Publishes are asked for, the Broker holds at most MaxPendingPublishes
+	// goroutines, payloads and pooled connections (never more connections than the
+	// client's PoolSize), and none once go-redis has given them up. While Redis answers
+	// in time it only bounds how many PUBLISH commands a node runs at once, as the
+	// client's PoolSize does too. Default: 64.
+	MaxPendingPublishes int
 }
 
 // Defaults applied by New.
@@ -60,6 +79,7 @@ const (
 	defaultHealthCheckInterval = 2 * time.Second
 	defaultReconnectMin        = 100 * time.Millisecond
 	defaultReconnectMax        = 5 * time.Second
+	defaultMaxPendingPublishes = 64
 )
 
 // withDefaults returns a copy of opts with every unset field at its default.
@@ -86,6 +106,9 @@ func (opts *Options) withDefaults() Options {
 	if o.ReconnectMax < o.ReconnectMin {
 		o.ReconnectMax = o.ReconnectMin
 	}
+	if o.MaxPendingPublishes <= 0 {
+		o.MaxPendingPublishes = defaultMaxPendingPublishes
+	}
 	return o
 }
 
@@ -105,6 +128,11 @@ type Broker struct {
 
 	state   atomic.Int32 // stateConnecting, stateUp or stateDown; written by the reader only
 	outages atomic.Uint64
+
+	// pending holds a token per PUBLISH command under way (Options.MaxPendingPublishes),
+	// abandoned counts those whose caller has left.
+	pending   chan struct{}
+	abandoned atomic.Int64
 
 	// cmdSem (a mutex that a context can give up on) serialises the subscription
 	// commands with the changes of want they carry out, so that a channel the reader
@@ -146,6 +174,7 @@ func New(client redis.UniversalClient, opts *Options) *Broker {
 		log:       o.Logger,
 		ctx:       ctx,
 		cancel:    cancel,
+		pending:   make(chan struct{}, o.MaxPendingPublishes),
 		cmdSem:    make(chan struct{}, 1),
 		kick:      make(chan struct{}, 1),
 		want:      make(map[string]struct{}),
@@ -176,24 +205,6 @@ func (b *Broker) Start(deliver func(channel string, payload []byte)) error {
 	b.ps = b.client.Subscribe(b.ctx) // no channel yet: nothing is sent
 	b.wg.Add(1)
 	go b.run(b.ps, deliver)
-	return nil
-}
-
-// Publish publishes payload, unchanged, to the Redis channel of channel, through the
-// client's connection pool. It returns when Redis has answered, when the command fails,
-// or when ctx ends. While Redis refuses connections, go-redis dials again
-// (redis.Options.DialerRetries, 5 by default, 100ms apart) until ctx ends: a client
-// with DialerRetries: 1 fails at once. See the package documentation on MaxRetries.
-func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) error {
-	if b.ctx.Err() != nil {
-		return ErrClosed
-	}
-	if b.client == nil {
-		return errors.New("redisbroker: New was given a nil client")
-	}
-	if err := b.client.Publish(ctx, b.opts.Prefix+channel, payload).Err(); err != nil {
-		return fmt.Errorf("redisbroker: publish: %w", err)
-	}
 	return nil
 }
 

@@ -6,3 +6,6 @@ func HoldCommands(b *Broker) (release func()) {
 	b.cmdSem <- struct{}{}
 	return func() { <-b.cmdSem }
 }
+
+// DefaultMaxPendingPublishes is Options.MaxPendingPublishes by default.
+const DefaultMaxPendingPublishes = defaultMaxPendingPublishes

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -164,11 +165,29 @@ func (s *redisServer) start() {
 	}, 10*time.Second, 20*time.Millisecond, "redis-server on %s does not answer", s.addr)
 }
 
+// pause stops the server with SIGSTOP: it keeps its port and its connections, and the
+// kernel still accepts new ones, but nothing answers, as with a server stuck in a long
+// command or a host under swap. Cleanup resumes it (before killing it).
+func (s *redisServer) pause() {
+	s.t.Helper()
+	require.NotNil(s.t, s.cmd, "redis-server not running")
+	require.NoError(s.t, syscall.Kill(s.cmd.Process.Pid, syscall.SIGSTOP))
+	s.t.Cleanup(s.resume)
+}
+
+// resume continues a paused server with SIGCONT; it does nothing to a running one.
+func (s *redisServer) resume() {
+	if s.cmd != nil {
+		_ = syscall.Kill(s.cmd.Process.Pid, syscall.SIGCONT)
+	}
+}
+
 // kill stops the server with SIGKILL, as a crash would, and reaps it.
 func (s *redisServer) kill() {
 	if s.cmd == nil {
 		return
 	}
+	s.resume() // a stopped process dies of SIGKILL too, but leave nothing stopped
 	_ = s.cmd.Process.Kill()
 	_ = s.cmd.Wait()
 	s.cmd = nil
