@@ -1,7 +1,7 @@
 package redisbroker
 
-// HoldCommands takes the lock that serialises subscription commands, as a caller stuck
-// dialling Redis would hold it, until the returned function is called.
+// HoldCommands takes the lock that the commander holds while it sends subscription
+// commands, as if it were stuck dialling Redis, until the returned function is called.
 func HoldCommands(b *Broker) (release func()) {
 	b.cmdSem <- struct{}{}
 	return func() { <-b.cmdSem }

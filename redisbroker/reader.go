@@ -44,7 +44,7 @@ func (b *Broker) run(ps *redis.PubSub, deliver func(channel string, payload []by
 			pingDue = time.Now().Add(b.opts.HealthCheckInterval)
 		}
 		if b.dirtyPending.Load() && b.Up() {
-			b.reconcile(ctx, ps)
+			b.wakeCommander() // changes that failed, or were asked for before Start
 		}
 		msg, err := b.receive(ctx, ps, pingDue)
 		if err != nil {
