@@ -15,20 +15,49 @@
 // subscribes again to every channel it had. Up and Outages report the connection's
 // health; the hub shows them in Stats.BrokerUp and Stats.BrokerOutages.
 //
+// # An unresponsive Redis
+//
+// Every Publish, Subscribe and Unsubscribe returns when its context ends at the latest
+// (the hub gives each one its BrokerTimeout, 2s by default), with any client, its
+// timeouts as they are: also when Redis accepts connections but does not answer (a
+// paused process, a network that drops packets), where go-redis on its own waits up to
+// its ReadTimeout (5s by default) per reply and as long again for a new connection's
+// handshake, unless the client has ContextTimeoutEnabled. So during an outage a
+// publishing goroutine spends at most BrokerTimeout per Publish, and its node's own
+// subscribers, served before the broker is asked, keep getting its messages.
+//
+// Publish runs its command in a goroutine of its own, which the caller leaves when its
+// context ends; go-redis finishes it in the background. At most
+// Options.MaxPendingPublishes (default 64) are under way at once: the Broker's
+// goroutines, payloads and pooled connections stay bounded however long the outage and
+// however many Publishes are asked for, and go back to none as go-redis gives the
+// commands up; when all of them wait for a Redis that does not answer, Publish fails at
+// once with ErrStalled. Subscribe and Unsubscribe record the change and wait for its
+// confirmation; one goroutine sends the commands, and the changes recorded meanwhile
+// go out together as soon as it can. When Redis answers again, the commands under way
+// complete at once, the reader's health check reconnects the subscription if it was
+// replaced, and everything recorded is subscribed again: nothing needs to be called.
+//
+// A Publish that failed with its context is not undone: Redis may still carry out a
+// PUBLISH it had received once it answers again, after the messages of later
+// Publishes. The messages of the Publishes that succeeded arrive in the order they were
+// published.
+//
 // # Client settings
 //
 // The Broker uses the client as it is configured; three settings matter:
 //
 //   - MaxRetries. Delivery is at-most-once, as wspub's: a message published while a
 //     node's subscription connection is down is lost for that node. But go-redis retries
-//     a failed command up to MaxRetries times (3 by default), and a PUBLISH whose reply
-//     was lost may so reach subscribers twice (never out of order: the retry finishes
-//     before Publish returns). Use MaxRetries: -1 if a duplicate is worse than a loss.
+//     a failed command up to MaxRetries times (3 by default), while the context lasts,
+//     and a PUBLISH whose reply was lost may so reach subscribers twice. Use
+//     MaxRetries: -1 if a duplicate is worse than a loss.
 //   - DialerRetries. While Redis refuses connections, each Publish dials up to
 //     DialerRetries times (5 by default, 100ms apart), and so lasts until its context
 //     ends (the hub's BrokerTimeout). With DialerRetries: 1 it fails at once.
-//   - ContextTimeoutEnabled. Without it, go-redis bounds the handshake of a new
-//     connection by DialTimeout and ReadTimeout rather than by the caller's context: a
-//     Subscribe or a health check that reconnects through a network that drops packets
-//     may then take that long. Set it to true to have contexts bound them.
+//   - ContextTimeoutEnabled. The bounds above hold without it. With it, go-redis gives
+//     up a command at its context's deadline rather than after ReadTimeout: a Publish
+//     left by its caller frees its goroutine and pooled connection sooner, and Close,
+//     which may have to wait for the subscription connection's handshake, waits at most
+//     HealthCheckInterval rather than ReadTimeout.
 package redisbroker

@@ -19,7 +19,7 @@ func ExampleNew() {
 	rdb := redis.NewClient(&redis.Options{
 		Addr:                  "127.0.0.1:6379",
 		MaxRetries:            -1,   // at-most-once: never publish a message twice
-		ContextTimeoutEnabled: true, // the hub's BrokerTimeout bounds reconnections too
+		ContextTimeoutEnabled: true, // optional: go-redis gives up commands at their deadline itself
 	})
 	defer rdb.Close() // after the hub, which closes the broker
 
