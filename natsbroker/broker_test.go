@@ -320,7 +320,7 @@ func TestPublishWhileClosedConn(t *testing.T) {
 	require.NoError(t, b.Start(func(string, []byte) {}))
 	require.NoError(t, b.Subscribe(context.Background(), "c"))
 	nc.Close()
-	assert.False(t, b.Up())
+	eventually(t, func() bool { return !b.Up() }, "the Broker learns it from the status events")
 	assert.ErrorIs(t, b.Publish(context.Background(), "c", []byte("x")), ErrDown)
 	assert.ErrorIs(t, b.Subscribe(context.Background(), "d"), nats.ErrConnectionClosed)
 	eventually(t, func() bool { return b.Outages() == 1 })

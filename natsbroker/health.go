@@ -8,32 +8,16 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// run is the Broker's one goroutine: it hands received messages to deliver and follows
-// the connection's state. up is the state when Start read it.
-func (b *Broker) run(deliver func(string, []byte), up bool) {
+// run hands received messages to deliver, and looks for drops. It never calls nats.go
+// but for Subscription.Dropped, so that no write stuck in nats.go holds up deliveries.
+func (b *Broker) run(deliver func(string, []byte)) {
 	defer b.wg.Done()
 	tick := time.NewTicker(checkInterval)
 	defer tick.Stop()
 	var (
-		downSince  = time.Now()
 		maybeDrops bool   // the queue was full since the last check
 		logged     uint64 // drops already logged
 	)
-	observe := func(nowUp bool, status nats.Status) {
-		switch {
-		case nowUp == up:
-		case nowUp:
-			up = true
-			b.log.LogAttrs(context.Background(), slog.LevelInfo, "nats_broker_up",
-				slog.String("prefix", b.opts.Prefix), slog.String("server", b.nc.ConnectedUrlRedacted()),
-				slog.Duration("down_for", time.Since(downSince)), slog.Uint64("outages", b.outages.Load()))
-		default:
-			up = false
-			downSince = time.Now()
-			b.outages.Add(1)
-			b.logDown(status)
-		}
-	}
 	for {
 		select {
 		case <-b.done:
@@ -46,13 +30,7 @@ func (b *Broker) run(deliver func(string, []byte), up bool) {
 			if len(b.msgs) >= cap(b.msgs)-1 {
 				maybeDrops = true
 			}
-		case s := <-b.status:
-			// Events arrive in order, so even a short outage is counted and logged.
-			observe(s == nats.CONNECTED, s)
 		case <-tick.C:
-			// Status events are dropped when their channel is full: catch up with the
-			// present state.
-			observe(b.nc.IsConnected(), b.nc.Status())
 			if maybeDrops {
 				maybeDrops = false
 				if n := b.Dropped(); n > logged {
@@ -62,6 +40,50 @@ func (b *Broker) run(deliver func(string, []byte), up bool) {
 					logged = n
 				}
 			}
+		}
+	}
+}
+
+// control follows the connection's state (up is the state when Start read it), and
+// carries out the subscription changes. Its calls of nats.go may wait for a stuck write;
+// nothing else waits for it.
+func (b *Broker) control(up bool) {
+	defer b.wg.Done()
+	tick := time.NewTicker(checkInterval)
+	defer tick.Stop()
+	downSince := time.Now()
+	observe := func(nowUp bool, status nats.Status) {
+		b.lastStatus.Store(int32(status))
+		b.connected.Store(nowUp)
+		switch {
+		case nowUp == up:
+		case nowUp:
+			up = true
+			b.log.LogAttrs(context.Background(), slog.LevelInfo, "nats_broker_up",
+				slog.String("prefix", b.opts.Prefix), slog.String("server", b.nc.ConnectedUrlRedacted()),
+				slog.Duration("down_for", time.Since(downSince)), slog.Uint64("outages", b.outages.Load()))
+			b.applyChanges() // those nats.go refused while down
+		default:
+			up = false
+			downSince = time.Now()
+			b.outages.Add(1)
+			b.logDown(status)
+		}
+	}
+	for {
+		select {
+		case <-b.done:
+			return
+		case <-b.wake:
+			b.applyChanges()
+		case s := <-b.status:
+			// Events arrive in order, so even a short outage is counted and logged.
+			observe(s == nats.CONNECTED, s)
+		case <-tick.C:
+			// Status events are dropped when their channel is full: catch up with the
+			// present state.
+			observe(b.nc.IsConnected(), b.nc.Status())
+			b.applyChanges()
 		}
 	}
 }
@@ -77,10 +99,12 @@ func (b *Broker) logDown(status nats.Status) {
 	b.log.LogAttrs(context.Background(), slog.LevelWarn, "nats_broker_down", attrs...)
 }
 
-// Up reports whether the NATS connection is established (and the Broker not closed). A
-// wspub.Hub reports it as Stats.BrokerUp.
+// Up reports whether the NATS connection is established (and the Broker not closed), as
+// the Broker last saw it: from the connection's status events, and at least every
+// second while the connection takes calls. It never waits on nats.go. A wspub.Hub
+// reports it as Stats.BrokerUp.
 func (b *Broker) Up() bool {
-	return !b.closed.Load() && b.nc.IsConnected()
+	return !b.closed.Load() && b.connected.Load()
 }
 
 // Outages returns how many times the connection has gone from established to lost

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -173,11 +174,29 @@ func (s *natsServer) start() {
 	}, "nats-server does not accept connections; see %s", out.Name())
 }
 
+// pause stops the server with SIGSTOP: it keeps its port and its connections, and the
+// kernel still accepts new ones and takes data until the socket buffers are full, but
+// nothing is answered. Cleanup resumes it (before killing it).
+func (s *natsServer) pause() {
+	s.t.Helper()
+	require.NotNil(s.t, s.cmd, "nats-server not running")
+	require.NoError(s.t, syscall.Kill(s.cmd.Process.Pid, syscall.SIGSTOP))
+	s.t.Cleanup(s.resume)
+}
+
+// resume continues a paused server with SIGCONT; it does nothing to a running one.
+func (s *natsServer) resume() {
+	if s.cmd != nil {
+		_ = syscall.Kill(s.cmd.Process.Pid, syscall.SIGCONT)
+	}
+}
+
 // kill stops the server with SIGKILL, as a crash would, and reaps it.
 func (s *natsServer) kill() {
 	if s.cmd == nil {
 		return
 	}
+	s.resume() // a stopped process dies of SIGKILL too, but leave nothing stopped
 	_ = s.cmd.Process.Kill()
 	_ = s.cmd.Wait()
 	s.cmd = nil

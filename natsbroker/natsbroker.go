@@ -9,7 +9,7 @@
 //		nats.RetryOnFailedConnect(true),          // optional: start while NATS is down
 //		nats.ReconnectBufSize(-1),                // optional: see Broker.Publish
 //		nats.PingInterval(10*time.Second),        // optional: notice a silent peer sooner
-//		nats.FlusherTimeout(2*time.Second),       // optional: see Broker.Publish
+//		nats.FlusherTimeout(2*time.Second),       // optional: see "An unresponsive server"
 //	)
 //	...
 //	b, err := natsbroker.New(nc, nil)
@@ -30,6 +30,28 @@
 // than the hub can take them are dropped once Options.BufferSize are waiting (counted by
 // Broker.Dropped and logged). Messages one node publishes to a channel reach the other
 // nodes in order.
+//
+// # An unresponsive server
+//
+// Every Publish, Subscribe and Unsubscribe returns when its context ends at the latest
+// (the hub gives each one its BrokerTimeout, 2s by default; without a deadline,
+// Options.Timeout), also with the connection made as above with nats.go's defaults and
+// a server that stops reading (a paused process, a network that drops packets). nats.go
+// notices such a server only after PingInterval × MaxPingsOut (2 minutes × 2 by
+// default), and once the socket buffers are full each of its writes blocks, holding the
+// connection's lock and so every other call, for up to FlusherTimeout (1 minute by
+// default). Until then a Publish without Options.Confirm succeeds although its message
+// only waits in buffers (sent if the server reads again, lost if nats.go gives the
+// connection up); from then on Publishes fail with their context, and once
+// Options.MaxPendingPublishes (default 64) of them wait inside nats.go, at once with
+// ErrStalled: the Broker's goroutines and payloads stay bounded however long the
+// outage. Subscribe and Unsubscribe record the change, which the Broker's control
+// goroutine carries out as soon as the connection takes it; Up and the hub's Stats never
+// wait. When the server reads again, everything under way completes at once, and the
+// recorded subscriptions are in place: nothing needs to be called. A Publish that failed
+// with its context is not undone: its message may still be sent once the connection
+// takes it, after those of later Publishes. Set nats.FlusherTimeout to a few seconds to
+// have nats.go give up such a connection, and reconnect, sooner.
 package natsbroker
 
 import (
@@ -55,6 +77,10 @@ var (
 	// ErrInvalidName is returned for a channel name that is empty or whose subject
 	// would exceed MaxSubjectBytes.
 	ErrInvalidName = errors.New("natsbroker: invalid channel name")
+	// ErrStalled is returned by Publish, at once, while Options.MaxPendingPublishes
+	// earlier Publishes have outlived their callers' contexts inside nats.go: the
+	// connection takes nothing, and a new Publish would only wait as long.
+	ErrStalled = errors.New("natsbroker: publish: the connection has not taken the pending publishes")
 )
 
 // Compile-time checks that Broker is what a wspub.Hub expects.
@@ -86,9 +112,8 @@ type Options struct {
 	// Default: 65536.
 	BufferSize int
 
-	// Timeout bounds the server's confirmation of Subscribe and Unsubscribe, and of
-	// Publish with Confirm, when the caller's context has no deadline (a wspub.Hub always
-	// passes one: Options.BrokerTimeout). Default: 2s.
+	// Timeout bounds Publish, Subscribe and Unsubscribe when the caller's context has no
+	// deadline (a wspub.Hub always passes one: Options.BrokerTimeout). Default: 2s.
 	Timeout time.Duration
 
 	// Confirm makes Publish wait until the NATS server has received the message (a
@@ -99,6 +124,19 @@ type Options struct {
 	// while Publish returned nil. With it, such a Publish fails when its context ends.
 	// It costs one round trip to the server per Publish. Default: false.
 	Confirm bool
+
+	// MaxPendingPublishes bounds the Publishes under way in nats.go at once. Each
+	// Publish calls nats.go from a goroutine of its own, so that it returns when its
+	// context ends even while nats.go is stuck writing to a server that reads nothing
+	// (see Broker). A call that its caller has left keeps its goroutine and its payload
+	// until nats.go returns: at once when the server reads again, or when the write
+	// fails after nats.FlusherTimeout (one minute by default; the connection then
+	// reconnects). With MaxPendingPublishes calls under way, a Publish waits until one
+	// of them ends, or until its context ends; when all of them have been left by their
+	// callers, Publish fails at once with ErrStalled. So during an outage, however long
+	// and however many Publishes are asked for, the Broker holds at most
+	// MaxPendingPublishes goroutines and payloads. Default: 64.
+	MaxPendingPublishes int
 }
 
 // MaxSubjectBytes bounds a subject, so that its SUB and PUB protocol lines stay within
@@ -112,6 +150,8 @@ const (
 	defaultBufferSize = 65536
 	defaultTimeout    = 2 * time.Second
 	checkInterval     = time.Second // reconciles the state and looks for drops
+
+	defaultMaxPendingPublishes = 64
 )
 
 func (o *Options) withDefaults() Options {
@@ -131,12 +171,25 @@ func (o *Options) withDefaults() Options {
 	if c.Timeout <= 0 {
 		c.Timeout = defaultTimeout
 	}
+	if c.MaxPendingPublishes <= 0 {
+		c.MaxPendingPublishes = defaultMaxPendingPublishes
+	}
 	return c
 }
 
 // Broker is a wspub.Broker and wspub.BrokerHealth over one NATS connection. Create it
 // with New and hand it to one wspub.Hub (Options.Broker), which starts and closes it.
 // Its methods are safe for concurrent use.
+//
+// No method waits on nats.go for longer than its context allows. Every method of a
+// *nats.Conn takes the connection's lock, which nats.go holds while it writes to the
+// socket; when the server stops reading (a paused process, a network that drops
+// packets) and the socket buffers are full, a write blocks, lock held, for up to the
+// connection's FlusherTimeout (one minute by default), whatever any context says. So
+// Publish calls nats.go from a goroutine it may leave (see Options.MaxPendingPublishes),
+// Subscribe and Unsubscribe record the change and wait for its confirmation while the
+// Broker's control goroutine carries it out, and Up reads the state that goroutine last
+// saw.
 type Broker struct {
 	nc     *nats.Conn
 	opts   Options
@@ -153,15 +206,30 @@ type Broker struct {
 	// queues a message per local connection.
 	msgs chan *nats.Msg
 
-	mu      sync.Mutex
-	subs    map[string]*nats.Subscription // channel name → its NATS subscription
+	mu      sync.Mutex                    // never held while calling nats.go, but for Subscription.Dropped
+	subs    map[string]*nats.Subscription // channel name → its NATS subscription; written by control (and Close)
+	want    map[string]string             // channel name → subject, of the channels recorded as subscribed
+	dirty   map[string]struct{}           // channels whose subscription may differ from want: control carries them out
+	waiters map[string][]*waiter          // changes waiting for confirmation, by channel name
+	batch   uint64                        // of the changes control carries out
 	retired uint64                        // drops of subscriptions that have ended
 	started bool
 	status  chan nats.Status // from nc.StatusChanged, once started
 
+	wake chan struct{} // tells control that dirty has channels
+
+	// connected and lastStatus are the connection's state as control last saw it.
+	connected  atomic.Bool
+	lastStatus atomic.Int32 // a nats.Status
+
+	// pending holds a token per Publish under way in nats.go (MaxPendingPublishes),
+	// abandoned counts those whose caller has left.
+	pending   chan struct{}
+	abandoned atomic.Int64
+
 	closed  atomic.Bool
 	outages atomic.Uint64
-	done    chan struct{} // closed by Close to stop run
+	done    chan struct{} // closed by Close to stop run and control
 	wg      sync.WaitGroup
 }
 
@@ -175,19 +243,28 @@ func New(nc *nats.Conn, opts *Options) (*Broker, error) {
 	if err := validPrefix(o.Prefix); err != nil {
 		return nil, err
 	}
-	return &Broker{
-		nc:     nc,
-		opts:   o,
-		log:    o.Logger,
-		prefix: o.Prefix + ".",
-		msgs:   make(chan *nats.Msg, o.BufferSize),
-		subs:   make(map[string]*nats.Subscription),
-		done:   make(chan struct{}),
-	}, nil
+	b := &Broker{
+		nc:      nc,
+		opts:    o,
+		log:     o.Logger,
+		prefix:  o.Prefix + ".",
+		msgs:    make(chan *nats.Msg, o.BufferSize),
+		subs:    make(map[string]*nats.Subscription),
+		want:    make(map[string]string),
+		dirty:   make(map[string]struct{}),
+		waiters: make(map[string][]*waiter),
+		wake:    make(chan struct{}, 1),
+		pending: make(chan struct{}, o.MaxPendingPublishes),
+		done:    make(chan struct{}),
+	}
+	b.connected.Store(nc.IsConnected()) // Start reads it again, then control follows it
+	b.lastStatus.Store(int32(nc.Status()))
+	return b, nil
 }
 
 // Start starts the goroutine that hands received messages to deliver, in the order the
-// connection received them, and watches the connection's state. The hub calls it once.
+// connection received them, and the one that follows the connection's state and carries
+// out subscription changes. The hub calls it once.
 func (b *Broker) Start(deliver func(channel string, payload []byte)) error {
 	if deliver == nil {
 		return errors.New("natsbroker: nil deliver")
@@ -204,25 +281,37 @@ func (b *Broker) Start(deliver func(channel string, payload []byte)) error {
 	// Listen first, then read the state: a change in between is both seen and queued,
 	// and applying it twice is harmless.
 	b.status = b.nc.StatusChanged(nats.CONNECTED, nats.RECONNECTING, nats.DISCONNECTED, nats.CLOSED)
-	up := b.nc.IsConnected()
+	up, status := b.nc.IsConnected(), b.nc.Status()
+	b.connected.Store(up)
+	b.lastStatus.Store(int32(status))
 	if !up {
-		b.logDown(b.nc.Status())
+		b.logDown(status)
 	}
-	b.wg.Add(1)
-	go b.run(deliver, up)
+	b.wg.Add(2)
+	go b.run(deliver)
+	go b.control(up)
+	if len(b.dirty) > 0 { // changes recorded before Start
+		b.wakeControl()
+	}
 	return nil
 }
 
-// Publish sends payload to the nodes subscribed to channel. It fails at once with
-// ErrDown while the connection is not established: nats.go would otherwise buffer the
-// message until the reconnect and report success, hiding the outage from the hub (and
-// send it late, if ever). A Publish that races the loss of the connection can still
-// return nil and the message be lost or sent after the reconnect; pass
-// nats.ReconnectBufSize(-1) to nats.Connect to make such a Publish fail too, and see
-// Options.Confirm for connections that die silently. Without Options.Confirm, Publish
-// waits on the network only when nats.go's 32 KiB write buffer is full and it writes to
-// the socket itself, which nats.FlusherTimeout bounds (default one minute), not ctx. With
-// it, ctx bounds the wait for the server's confirmation.
+// Publish sends payload to the nodes subscribed to channel. It returns when ctx ends at
+// the latest (without a deadline, after Options.Timeout). It fails at once with ErrDown
+// while the connection is not established: nats.go would otherwise buffer the message
+// until the reconnect and report success, hiding the outage from the hub (and send it
+// late, if ever). A Publish that races the loss of the connection can still return nil
+// and the message be lost or sent after the reconnect; pass nats.ReconnectBufSize(-1)
+// to nats.Connect to make such a Publish fail too, and see Options.Confirm for
+// connections that die silently: without it, Publish returns once the message is
+// buffered, so on a connection whose server has stopped reading it succeeds until
+// nats.go's buffer and the socket's are full, and fails (with ctx) from then on.
+//
+// nats.go's Publish waits on the network when its 32 KiB write buffer is full and it
+// writes to the socket itself (and its other calls wait while its flusher writes):
+// that nats.FlusherTimeout bounds (default one minute), not ctx. So Publish runs the
+// call in a goroutine of its own, which it leaves when ctx ends; see
+// Options.MaxPendingPublishes.
 func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -234,102 +323,63 @@ func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) er
 	if err != nil {
 		return err
 	}
-	if !b.nc.IsConnected() {
-		return b.downError()
+	if !b.connected.Load() {
+		return fmt.Errorf("%w: %s", ErrDown, nats.Status(b.lastStatus.Load()))
 	}
-	if err := b.nc.Publish(subject, payload); err != nil {
-		return err
-	}
-	if !b.opts.Confirm {
-		return nil
-	}
-	return b.flush(ctx)
+	ctx, cancel := b.bounded(ctx)
+	defer cancel()
+	return b.call(ctx, func() error {
+		if !b.nc.IsConnected() {
+			return b.downError()
+		}
+		if err := b.nc.Publish(subject, payload); err != nil {
+			return err
+		}
+		if !b.opts.Confirm {
+			return nil
+		}
+		return b.flush(ctx)
+	})
 }
 
 // Subscribe subscribes to channel's subject and waits until the server has confirmed
-// it, so that messages published anywhere from then on reach this node. While the
-// connection is down it fails with ErrDown, but the subscription stands: nats.go sends
-// every live subscription again when it reconnects (Conn.resendSubscriptions). It is
+// it, so that messages published anywhere from then on reach this node, or until ctx
+// ends (without a deadline, Options.Timeout). While the connection is down it fails
+// with ErrDown, but the subscription stands: nats.go sends every live subscription again
+// when it reconnects (Conn.resendSubscriptions). When ctx ends first, the subscription
+// is recorded all the same, and made as soon as the connection takes it. It is
 // idempotent.
 func (b *Broker) Subscribe(ctx context.Context, channel string) error {
 	subject, err := b.subject(channel)
 	if err != nil {
 		return err
 	}
-	b.mu.Lock()
-	if b.closed.Load() {
-		b.mu.Unlock()
-		return ErrClosed
-	}
-	if _, ok := b.subs[channel]; !ok {
-		// Every subscription delivers into b.msgs (see Broker.msgs). nats.go never closes
-		// the channel of a ChanSubscribe, neither on Unsubscribe nor on Close.
-		sub, err := b.nc.ChanSubscribe(subject, b.msgs)
-		if err != nil {
-			b.mu.Unlock()
-			return err
-		}
-		b.subs[channel] = sub
-	}
-	b.mu.Unlock()
-	if !b.nc.IsConnected() {
-		return fmt.Errorf("%w (the subscription is sent when it reconnects)", b.downError())
-	}
-	return b.flush(ctx)
+	return b.change(ctx, "subscribe", channel, subject)
 }
 
-// Unsubscribe ends the subscription of channel: from its return no new message of the
-// channel is queued for the hub (those already queued are still delivered). When
+// Unsubscribe ends the subscription of channel: once it has returned nil, no new message
+// of the channel is queued for the hub (those already queued are still delivered). When
 // connected, it waits until the server has confirmed it, so that the server no longer
-// sends the channel to this node. While the
-// connection is down it succeeds at once: the server forgot the connection's
-// subscriptions when it was lost, and nats.go sends only the live ones again.
+// sends the channel to this node, or until ctx ends (without a deadline,
+// Options.Timeout), the change recorded all the same. While the connection is down it
+// succeeds at once: the server forgot the connection's subscriptions when it was lost,
+// and nats.go sends only the live ones again.
 func (b *Broker) Unsubscribe(ctx context.Context, channel string) error {
-	b.mu.Lock()
-	sub, ok := b.subs[channel]
-	if !ok {
-		b.mu.Unlock()
-		return nil
-	}
-	delete(b.subs, channel)
-	err := b.retire(sub)
-	b.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	if !b.nc.IsConnected() {
-		return nil
-	}
-	return b.flush(ctx)
+	return b.change(ctx, "unsubscribe", channel, "")
 }
 
-// retire ends sub, keeping its count of drops. The caller holds b.mu.
-func (b *Broker) retire(sub *nats.Subscription) error {
-	if n, err := sub.Dropped(); err == nil {
-		b.retired += uint64(n)
-	}
-	if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		return err // a closed connection has no subscriptions left to end
-	}
-	return nil
-}
-
-// Close ends every subscription of the Broker and stops its goroutine; deliver is not
+// Close ends every subscription of the Broker and stops its goroutines; deliver is not
 // called after Close returns. It does not close the NATS connection. It is safe to call
-// more than once.
+// more than once. While nats.go is stuck writing to a server that reads nothing, Close
+// waits for it like every call of the connection: up to nats.FlusherTimeout (one minute
+// by default); Publishes still under way (Options.MaxPendingPublishes) are not waited
+// for.
 func (b *Broker) Close() error {
 	b.mu.Lock()
 	if b.closed.Swap(true) {
 		b.mu.Unlock()
 		return nil
 	}
-	var errs []error
-	for _, sub := range b.subs {
-		if err := b.retire(sub); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	b.subs = nil
 	started := b.started
 	b.mu.Unlock()
 	if started {
@@ -337,18 +387,48 @@ func (b *Broker) Close() error {
 		b.wg.Wait()
 		b.nc.RemoveStatusListener(b.status)
 	}
+	b.mu.Lock() // control has exited: the subscriptions are Close's
+	subs := b.subs
+	b.subs = nil
+	for _, sub := range subs {
+		b.countDropsLocked(sub)
+	}
+	b.mu.Unlock()
+	var errs []error
+	for _, sub := range subs {
+		if err := unsubscribe(sub); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
-// flush waits until the server has processed everything sent so far, bounded by ctx or,
-// without a deadline, by Options.Timeout. A failure while the connection is down wraps
-// ErrDown.
-func (b *Broker) flush(ctx context.Context) error {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, b.opts.Timeout)
-		defer cancel()
+// countDropsLocked adds the drops of sub, which is ending, to retired.
+func (b *Broker) countDropsLocked(sub *nats.Subscription) {
+	if n, err := sub.Dropped(); err == nil {
+		b.retired += uint64(n)
 	}
+}
+
+// unsubscribe ends sub; a closed connection has no subscriptions left to end.
+func unsubscribe(sub *nats.Subscription) error {
+	if err := sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		return err
+	}
+	return nil
+}
+
+// bounded returns ctx, given Options.Timeout as its deadline if it has none.
+func (b *Broker) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, b.opts.Timeout)
+}
+
+// flush waits until the server has processed everything sent so far, bounded by ctx. A
+// failure while the connection is down wraps ErrDown. It takes the connection's lock.
+func (b *Broker) flush(ctx context.Context) error {
 	err := b.nc.FlushWithContext(ctx)
 	if err != nil && !b.nc.IsConnected() {
 		// A connection lost during the wait fails the flush with nats.ErrConnectionClosed
@@ -358,6 +438,7 @@ func (b *Broker) flush(ctx context.Context) error {
 	return err
 }
 
+// downError says that the connection is down; it takes the connection's lock.
 func (b *Broker) downError() error {
 	return fmt.Errorf("%w: %s", ErrDown, b.nc.Status())
 }

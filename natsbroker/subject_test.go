@@ -72,6 +72,7 @@ func TestOptionsDefaults(t *testing.T) {
 	assert.Equal(t, "wspub", o.Prefix)
 	assert.Equal(t, defaultBufferSize, o.BufferSize)
 	assert.Equal(t, defaultTimeout, o.Timeout)
+	assert.Equal(t, 64, o.MaxPendingPublishes)
 	assert.False(t, o.Confirm)
 	assert.NotNil(t, o.Logger, "nil means silent, not a nil pointer to call")
 
