@@ -28,7 +28,7 @@ const (
 )
 
 // TestUnresponsiveRedisBoundedByBrokerTimeout: with the client the README shows
-// (redis.NewClient with only Addr: no ContextTimeoutEnabled, go-redis's default 3s read
+// (redis.NewClient with only Addr: no ContextTimeoutEnabled, go-redis's default 5s read
 // and write timeouts) and Redis paused (SIGSTOP: connections are accepted and data is
 // taken, but nothing is answered) or black-holed (a proxy drops every byte), every
 // broker operation of a hub returns within BrokerTimeout:
