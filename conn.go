@@ -73,21 +73,24 @@ func (c *Conn) UserID() string { return c.userID }
 // The map must not be modified.
 func (c *Conn) Claims() map[string]any { return c.claims }
 
-// Origin returns the Origin header of the upgrade request.
+// Origin returns the Origin header of the upgrade request, cut to its first 256 bytes
+// (a connection keeps no more of any request string).
 func (c *Conn) Origin() string { return c.origin }
 
-// UserAgent returns the User-Agent header of the upgrade request.
+// UserAgent returns the User-Agent header of the upgrade request, cut to its first 256
+// bytes.
 func (c *Conn) UserAgent() string { return c.userAgent }
 
 // RemoteAddr returns the peer address of the upgrade request (http.Request.RemoteAddr:
-// behind a proxy, the proxy's address).
+// behind a proxy, the proxy's address), cut to its first 256 bytes.
 func (c *Conn) RemoteAddr() string { return c.remoteAddr }
 
 // ConnectedAt returns when the connection was upgraded.
 func (c *Conn) ConnectedAt() time.Time { return c.connectedAt }
 
-// Context returns a context that is cancelled when the connection ends. It carries the
-// values of the upgrade request's context.
+// Context returns a context that is cancelled as soon as the connection starts closing
+// (whoever closes it), before the close handshake. It carries the values of the upgrade
+// request's context.
 func (c *Conn) Context() context.Context { return c.ctx }
 
 // Subscriptions returns the channels the connection is subscribed to, in no order.

@@ -44,8 +44,11 @@ type Observer interface {
 // connection's reader goroutine: messages of one connection are handled one at a time, in
 // order, and a slow handler delays that connection's reading (start a goroutine for long
 // work). A returned *Error is sent to the client as it is; any other error, or a panic,
-// becomes an "internal" error reply and is logged. ctx is cancelled when the connection
-// closes.
+// becomes an "internal" error reply and is logged. ctx is cancelled as soon as the
+// connection starts closing (the peer closed it or was found gone, the hub or the
+// application closed it, Shutdown, Close): a handler that waits must watch it. One that
+// ignores it keeps its goroutine, not the connection: the connection is cleaned up
+// without waiting for it, and Shutdown and Close wait for it ShutdownGrace at most.
 type Handler func(ctx context.Context, c *Conn, m ClientMessage) error
 
 // Options configures a Hub. The zero value, and a nil *Options, mean defaults; New copies
