@@ -159,7 +159,7 @@ func TestDropsCounted(t *testing.T) {
 
 // TestMultiNodeExactlyOnce: three nodes, two clients on each; ~500 messages published
 // concurrently on every node reach every client exactly once, in order per publishing
-// node (RELIABILITY.md row 18).
+// node.
 func TestMultiNodeExactlyOnce(t *testing.T) {
 	nodes := startNodes(t, natsURL(t), 3, wspub.Options{})
 	var clients []*wstest.Conn

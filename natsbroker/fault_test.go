@@ -13,7 +13,7 @@ import (
 )
 
 // TestBrokerDownAndRestart kills the test's own nats-server with SIGKILL and starts it
-// again on the same port (RELIABILITY.md rows 16 and 17):
+// again on the same port:
 //   - while it is down, Publish returns an error wrapping wspub.ErrBroker within about a
 //     second even with a context without deadline, the publishing node's own
 //     subscribers still get the message, and Stats().BrokerUp is false;

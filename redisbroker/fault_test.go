@@ -17,12 +17,12 @@ import (
 // TestRedisDownAndRestart runs two nodes against a redis-server of its own, kills it with
 // SIGKILL, then restarts it on the same port.
 //
-// Down (RELIABILITY.md row 16): Publish returns an error wrapping wspub.ErrBroker within
+// Down: Publish returns an error wrapping wspub.ErrBroker within
 // about BrokerTimeout, even with a context without deadline; a subscriber on the
 // publishing node still gets the message; BrokerUp turns false. A subscription made
 // while Redis is down is acknowledged after the broker error, and kept.
 //
-// Restart (row 17): the brokers reconnect and subscribe again by themselves; BrokerUp
+// Restart: the brokers reconnect and subscribe again by themselves; BrokerUp
 // is true again, the outage is counted and logged once; messages cross nodes again,
 // on the old channel and on the one subscribed during the outage.
 func TestRedisDownAndRestart(t *testing.T) {

@@ -18,7 +18,7 @@ import (
 
 // TestMultiNodeExactlyOnce: three nodes, two clients subscribed on each; every node
 // publishes 500 messages at once. Every client gets every message exactly once, and the
-// messages of each node in the order it published them (RELIABILITY.md row 18).
+// messages of each node in the order it published them.
 func TestMultiNodeExactlyOnce(t *testing.T) {
 	addr := needRedis(t)
 	nodes := startNodes(t, addr, uniquePrefix(t), 3, wspub.Options{})
