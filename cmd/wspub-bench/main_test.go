@@ -106,6 +106,7 @@ func TestServePublishValidation(t *testing.T) {
 		{"size too large", http.MethodPost, "size=2000000", http.StatusBadRequest},
 		{"rate negative", http.MethodPost, "rate=-5", http.StatusBadRequest},
 		{"invalid channel", http.MethodPost, "channel=a%20b", http.StatusBadRequest},
+		{"start negative", http.MethodPost, "start=-1", http.StatusBadRequest},
 		{"no subscribers is fine", http.MethodPost, "n=3", http.StatusAccepted},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -128,18 +129,20 @@ func TestServePublish(t *testing.T) {
 		size, n       int
 		rate          string
 		wantLen       int // 0: size
+		start         int
 	}{
-		{"128 bytes", "bench", 128, 200, "0", 0},
-		{"1 KiB", "bench", 1024, 20, "0", 0},
-		{"smaller than the envelope", "bench", 10, 12, "0", -1},
-		{"channel with a quote", `q"uote`, 200, 5, "0", 0},
-		{"paced", "paced", 128, 20, "1000", 0},
+		{"128 bytes", "bench", 128, 200, "0", 0, 0},
+		{"1 KiB", "bench", 1024, 20, "0", 0, 0},
+		{"smaller than the envelope", "bench", 10, 12, "0", -1, 0},
+		{"channel with a quote", `q"uote`, 200, 5, "0", 0, 0},
+		{"paced", "paced", 128, 20, "1000", 0, 0},
+		{"numbered from start", "bench", 128, 10, "0", 0, 12345},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := wstest.Dial(t, wsURL(base), &wstest.DialOptions{Timeout: testTimeout})
 			c.Subscribe(tc.channel, "s")
 
-			q := "channel=" + strings.ReplaceAll(tc.channel, `"`, "%22") + "&n=" + strconv.Itoa(tc.n) + "&size=" + strconv.Itoa(tc.size) + "&rate=" + tc.rate
+			q := "channel=" + strings.ReplaceAll(tc.channel, `"`, "%22") + "&n=" + strconv.Itoa(tc.n) + "&size=" + strconv.Itoa(tc.size) + "&rate=" + tc.rate + "&start=" + strconv.Itoa(tc.start)
 			before := time.Now().UnixNano()
 			resp, err := http.Post(base+"/publish?"+q, "", nil)
 			require.NoError(t, err)
@@ -170,7 +173,7 @@ func TestServePublish(t *testing.T) {
 				require.NoError(t, json.Unmarshal(line, &m), "%s", line)
 				assert.Equal(t, "bench", m.Type)
 				assert.Equal(t, tc.channel, m.Channel)
-				assert.Equal(t, seq, m.Data.Seq)
+				assert.Equal(t, tc.start+seq, m.Data.Seq)
 				assert.GreaterOrEqual(t, m.Data.TS, lastTS)
 				assert.Equal(t, strings.Repeat("x", len(m.Data.Pad)), m.Data.Pad)
 				switch {
@@ -185,7 +188,7 @@ func TestServePublish(t *testing.T) {
 				}
 				got, ts, ok := scanBench(line)
 				require.True(t, ok)
-				assert.Equal(t, int64(seq), got)
+				assert.Equal(t, int64(tc.start+seq), got)
 				assert.Equal(t, m.Data.TS, ts)
 				lastTS = m.Data.TS
 			}
@@ -422,6 +425,7 @@ func TestRealMain(t *testing.T) {
 		{[]string{"run", "-h"}, exitOK, "-slow"},
 		{[]string{"run", "-conns", "0"}, exitError, "-conns must be at least 1"},
 		{[]string{"serve", "-max-conns", "-1"}, exitError, "-max-conns"},
+		{[]string{"serve", "-pong-timeout", "-1s"}, exitError, "must not be negative"},
 		{[]string{"serve", "-addr", "256.0.0.1:bad"}, exitError, "listen"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

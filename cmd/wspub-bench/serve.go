@@ -26,6 +26,14 @@ type serveConfig struct {
 	Addr     string
 	MaxConns int  // Options.MaxConns; 0 keeps the hub's default (100 000)
 	Pprof    bool // mount net/http/pprof at /debug/pprof/
+
+	// The hub's timeouts and queue bound; 0 keeps its default. A soak sets them low so
+	// that heartbeat reaping and slow-consumer evictions happen within minutes.
+	PingInterval  time.Duration // Options.PingInterval (25s)
+	PongTimeout   time.Duration // Options.PongTimeout (10s)
+	WriteTimeout  time.Duration // Options.WriteTimeout (10s)
+	CloseTimeout  time.Duration // Options.CloseTimeout (5s)
+	MaxQueueBytes int           // Options.MaxQueueBytes (1 MiB)
 }
 
 // Limits of POST /publish.
@@ -42,17 +50,22 @@ func serveMain(args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8090", "listen `address` (port 0 picks a free port)")
 	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "the hub's Options.MaxConns; 0 keeps its default (100 000)")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve net/http/pprof at /debug/pprof/ (e.g. /debug/pprof/profile?seconds=10)")
+	fs.DurationVar(&cfg.PingInterval, "ping-interval", 0, "the hub's Options.PingInterval; 0 keeps its default (25s)")
+	fs.DurationVar(&cfg.PongTimeout, "pong-timeout", 0, "the hub's Options.PongTimeout; 0 keeps its default (10s)")
+	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 0, "the hub's Options.WriteTimeout; 0 keeps its default (10s)")
+	fs.DurationVar(&cfg.CloseTimeout, "close-timeout", 0, "the hub's Options.CloseTimeout; 0 keeps its default (5s)")
+	fs.IntVar(&cfg.MaxQueueBytes, "max-queue-bytes", 0, "the hub's Options.MaxQueueBytes; 0 keeps its default (1 MiB)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: wspub-bench serve [flags]
 
-Serves a wspub hub with default options (a Logger at Warn level, and MaxConns when
--max-conns is set) and the bench endpoints:
+Serves a wspub hub with default options (a Logger at Warn level, and MaxConns, the
+timeouts and MaxQueueBytes when their flags are set) and the bench endpoints:
 
   GET  /ws        the hub (subprotocol wspub.v1)
-  POST /publish   ?channel=bench&n=1000&size=128&rate=0: publish n messages
+  POST /publish   ?channel=bench&n=1000&size=128&rate=0&start=0: publish n messages
                   {"type":"bench","channel":...,"data":{"seq":i,"ts":<unix nanos>,"pad":"x…"}}
-                  of about size bytes each, as fast as possible (rate=0) or at rate per
-                  second, from one goroutine. Answers 202 Accepted once the last Publish has
+                  (i from start to start+n-1) of about size bytes each, as fast as
+                  possible (rate=0) or at rate per second, from one goroutine. Answers 202 Accepted once the last Publish has
                   returned (every message is queued for every subscriber, not necessarily
                   delivered) with {"published":n,"duration_ns":...,"first_ts":...,"envelope_bytes":...}.
   GET  /stats     hub.Stats() and runtime figures (heap_inuse, stack_inuse, heap_alloc, sys,
@@ -72,6 +85,9 @@ Flags:
 	}
 	if cfg.MaxConns < 0 {
 		return errors.New("-max-conns must not be negative")
+	}
+	if cfg.PingInterval < 0 || cfg.PongTimeout < 0 || cfg.WriteTimeout < 0 || cfg.CloseTimeout < 0 || cfg.MaxQueueBytes < 0 {
+		return errors.New("-ping-interval, -pong-timeout, -write-timeout, -close-timeout and -max-queue-bytes must not be negative")
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	logNoFile(stderr)
@@ -123,10 +139,18 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, stderr io.Wri
 }
 
 // newServer returns the bench server's handler and the function that shuts its hub down
-// gracefully (Hub.Shutdown). The hub has default options but for a Logger and, when
-// cfg.MaxConns is set, MaxConns.
+// gracefully (Hub.Shutdown). The hub has default options but for a Logger and the
+// options cfg sets (MaxConns, the timeouts, MaxQueueBytes).
 func newServer(cfg serveConfig, log *slog.Logger) (http.Handler, func(context.Context) error) {
-	hub := wspub.New(&wspub.Options{Logger: log, MaxConns: cfg.MaxConns})
+	hub := wspub.New(&wspub.Options{
+		Logger:        log,
+		MaxConns:      cfg.MaxConns,
+		PingInterval:  cfg.PingInterval,
+		PongTimeout:   cfg.PongTimeout,
+		WriteTimeout:  cfg.WriteTimeout,
+		CloseTimeout:  cfg.CloseTimeout,
+		MaxQueueBytes: cfg.MaxQueueBytes,
+	})
 	mux := http.NewServeMux()
 	mux.Handle("/ws", hub)
 	mux.HandleFunc("POST /publish", func(w http.ResponseWriter, r *http.Request) { handlePublish(w, r, hub) })
@@ -147,6 +171,7 @@ type publishRequest struct {
 	N       int
 	Size    int
 	Rate    float64 // messages per second; 0 means as fast as possible
+	Start   int     // seq of the first message
 }
 
 // publishResponse is the answer of POST /publish.
@@ -183,6 +208,11 @@ func parsePublishRequest(q map[string][]string) (publishRequest, error) {
 	if v := get("rate"); v != "" {
 		if p.Rate, err = strconv.ParseFloat(v, 64); err != nil || p.Rate < 0 || p.Rate > 1e9 {
 			return p, errors.New("rate must be a number of messages per second, 0 for as fast as possible")
+		}
+	}
+	if v := get("start"); v != "" {
+		if p.Start, err = strconv.Atoi(v); err != nil || p.Start < 0 || p.Start > 1<<53 {
+			return p, errors.New("start must be a non-negative integer, the seq of the first message")
 		}
 	}
 	return p, nil
@@ -225,7 +255,7 @@ func publishBurst(ctx context.Context, hub *wspub.Hub, p publishRequest) (publis
 			}
 		}
 		ts := time.Now().UnixNano()
-		data := b.build(i, ts)
+		data := b.build(p.Start+i, ts)
 		if i == 0 {
 			res.FirstTS, res.EnvelopeBytes = ts, b.envelopeLen(data)
 		}
