@@ -22,6 +22,12 @@
 //	# slow-consumer isolation: 1 % of the clients subscribe and never read
 //	/tmp/wspub-bench run -url ws://127.0.0.1:8090/ws -conns 1000 -msgs 1000 -slow 0.01
 //
+//	# frame floods: the p99 latency of 1 000 clients during a paced burst, without and
+//	# with two raw clients flooding the server with empty pings (or continuation frames,
+//	# or pongs) from just before the burst to its end
+//	/tmp/wspub-bench run -url ws://127.0.0.1:8090/ws -conns 1000 -msgs 5000 -rate 1000
+//	/tmp/wspub-bench run -url ws://127.0.0.1:8090/ws -conns 1000 -msgs 5000 -rate 1000 -flood 2 -flood-kind ping
+//
 //	# your own deployment: publish messages like {"seq":N,"ts":<unix nanos>} yourself
 //	wspub-bench run -url wss://example.com/ws -channel bench -msgs 500 -trigger "" -wait
 //

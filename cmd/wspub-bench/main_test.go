@@ -402,6 +402,9 @@ func TestRunFlags(t *testing.T) {
 		{"-timeout", "0s"},
 		{"-dialers", "0"},
 		{"-channel", ""},
+		{"-flood", "-1"},
+		{"-flood", "1", "-flood-kind", "binary"},
+		{"-idle", "-flood", "1"},
 		{"extra"},
 		{"-nosuchflag"},
 	} {

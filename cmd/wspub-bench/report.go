@@ -28,8 +28,9 @@ type result struct {
 	Disconnected   int       `json:"disconnected"`  // connections the server ended during the run
 	ErrorReplies   int64     `json:"error_replies"` // "error" messages received after subscribing
 
-	Evicted int         `json:"evicted"` // clients, healthy or slow, that got close 1013
-	Slow    *slowResult `json:"slow,omitempty"`
+	Evicted int          `json:"evicted"` // clients, healthy or slow, that got close 1013
+	Slow    *slowResult  `json:"slow,omitempty"`
+	Flood   *floodResult `json:"flood,omitempty"` // -flood only
 
 	PublishS    float64 `json:"publish_s"` // the trigger's publishing time
 	ConnectS    float64 `json:"connect_s"` // first dial to last "subscribed"
@@ -194,6 +195,16 @@ func printSummary(w io.Writer, cfg runConfig, res *result) {
 	if s := res.Slow; s != nil {
 		fmt.Fprintf(w, "  slow clients: %d, read %d/%d at the end (lost %d); evicted (close 1013 seen) %d, disconnected %d\n",
 			s.Conns, s.Deliveries, s.Expected, s.Lost, s.Evicted, s.Disconnected)
+	}
+	if f := res.Flood; f != nil {
+		fmt.Fprintf(w, "  flood: %d %s clients sent %d frames (%.0f/s); closed by the server: %d",
+			f.Clients, f.Kind, f.Frames, f.FramesPerS, f.ClosedByServer)
+		for _, c := range f.PerClient {
+			if c.Closed {
+				fmt.Fprintf(w, "; close %d %q after %.2fs", c.CloseCode, c.Reason, c.ClosedS)
+			}
+		}
+		fmt.Fprintln(w)
 	}
 	if res.Stats {
 		fmt.Fprintf(w, "  server: heap_inuse %.1f MiB, stack_inuse %.1f MiB, %d goroutines; this run: slow evictions %d, dropped %d, reaped %d\n",

@@ -36,6 +36,9 @@ type runConfig struct {
 	Quiet    time.Duration // after the trigger returned, stop once nothing arrived for this long
 	Drain    time.Duration // how long slow clients may read at the end
 
+	Flood     int    // raw clients that flood the server with frames during the burst
+	FloodKind string // floodPing, floodContinuation or floodPong
+
 	Progress io.Writer // progress and summary; nil: none
 }
 
@@ -84,6 +87,8 @@ func parseRunFlags(args []string, stderr io.Writer) (runConfig, error) {
 	fs.DurationVar(&cfg.Timeout, "timeout", 60*time.Second, "bound on the whole run; a run that times out exits with status 1")
 	fs.DurationVar(&cfg.Quiet, "quiet", 5*time.Second, "once the trigger has returned, stop waiting after this long without a delivery (lost messages)")
 	fs.DurationVar(&cfg.Drain, "drain", 3*time.Second, "with -slow: how long the slow clients may read at the end (to count their messages and close codes)")
+	fs.IntVar(&cfg.Flood, "flood", 0, "`N` extra raw clients that flood the server with frames from just before the burst to its end")
+	fs.StringVar(&cfg.FloodKind, "flood-kind", floodPing, "what the -flood clients send: ping (empty pings), continuation (a text frame with FIN=0, then empty continuation frames without end) or pong (unsolicited empty pongs)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: wspub-bench run [flags]
 
@@ -105,6 +110,13 @@ are allowed).
 them all on -channel), reads GET /stats?gc=1 before and -settle after, and reports
 (heap_inuse+stack_inuse increase)/conns as bytes_per_conn and the goroutine increase per
 connection. Clients keep reading (and answering pings) while idle.
+
+-flood N adds N raw-socket clients that, once every client has subscribed and until the
+last delivery, write masked frames of -flood-kind as fast as the server takes them (64 KiB
+of 6-byte frames per write), read and discard what it sends back, and answer its pings.
+The latencies are the normal clients' as ever: compare the p99 of a run with -flood 2 to
+one without. "flood" in the JSON has the frames sent, the rate, and for each flooder
+whether the server closed it, when and with which code (1006: without a close frame).
 
 Exit status: 1 if a healthy client lost a message or the run timed out, 2 on other errors.
 
@@ -174,6 +186,12 @@ func (cfg *runConfig) validate() error {
 		return errors.New("-channel must not be empty")
 	case cfg.Dialers < 1:
 		return errors.New("-dialers must be at least 1")
+	case cfg.Flood < 0:
+		return errors.New("-flood must not be negative")
+	case cfg.Flood > 0 && cfg.Idle:
+		return errors.New("-flood cannot be combined with -idle")
+	case cfg.FloodKind != floodPing && cfg.FloodKind != floodContinuation && cfg.FloodKind != floodPong:
+		return fmt.Errorf("-flood-kind must be ping, continuation or pong, not %q", cfg.FloodKind)
 	case cfg.Timeout <= 0 || cfg.Quiet <= 0 || cfg.Drain <= 0 || cfg.Settle < 0:
 		return errors.New("-timeout, -quiet and -drain must be positive, -settle not negative")
 	}

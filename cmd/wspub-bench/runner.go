@@ -309,6 +309,20 @@ func (r *runner) fanout(ctx context.Context) (*result, error) {
 	if statsErr != nil {
 		r.progressf("wspub-bench: no server figures: %v\n", statsErr)
 	}
+	var flood []*flooder // running until the burst is over
+	defer func() {
+		if flood != nil {
+			stopFlood(flood)
+		}
+	}()
+	if cfg.Flood > 0 {
+		if flood, err = startFlood(ctx, cfg.URL, cfg.FloodKind, cfg.Flood); err != nil {
+			return nil, err
+		}
+		sleep(ctx, floodLead)
+		r.progressf("wspub-bench: %d clients flooding with %s frames: %.0f frames/s\n",
+			cfg.Flood, cfg.FloodKind, float64(floodFrames(flood))/floodLead.Seconds())
+	}
 
 	type triggered struct {
 		resp publishResponse
@@ -333,6 +347,10 @@ func (r *runner) fanout(ctx context.Context) (*result, error) {
 	var published bool // the trigger has returned
 	lastCount, lastChange := int64(0), time.Now()
 	prevCount, prevTime := int64(0), start
+	prevFlood := int64(0)
+	if flood != nil {
+		prevFlood = floodFrames(flood)
+	}
 wait:
 	for {
 		select {
@@ -349,8 +367,14 @@ wait:
 			lastChange = time.Now()
 		case now := <-tick.C:
 			n := r.deliveries.Load()
-			r.progressf("[%5.1fs] deliveries %d/%d (%.0f/s)\n", now.Sub(start).Seconds(), n,
-				int64(cfg.Msgs)*int64(cfg.Conns-r.nSlow), float64(n-prevCount)/now.Sub(prevTime).Seconds())
+			var floodRate string
+			if flood != nil {
+				f := floodFrames(flood)
+				floodRate = fmt.Sprintf("; flood %.0f frames/s", float64(f-prevFlood)/now.Sub(prevTime).Seconds())
+				prevFlood = f
+			}
+			r.progressf("[%5.1fs] deliveries %d/%d (%.0f/s)%s\n", now.Sub(start).Seconds(), n,
+				int64(cfg.Msgs)*int64(cfg.Conns-r.nSlow), float64(n-prevCount)/now.Sub(prevTime).Seconds(), floodRate)
 			prevCount, prevTime = n, now
 			if n != lastCount {
 				lastCount, lastChange = n, now
@@ -359,6 +383,10 @@ wait:
 				break wait
 			}
 		}
+	}
+	if flood != nil {
+		res.Flood = stopFlood(flood)
+		flood = nil
 	}
 	if cfg.Trigger != "" && !published {
 		// The last deliveries can overtake the trigger's answer; after a timeout the
