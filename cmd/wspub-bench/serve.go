@@ -34,6 +34,11 @@ type serveConfig struct {
 	WriteTimeout  time.Duration // Options.WriteTimeout (10s)
 	CloseTimeout  time.Duration // Options.CloseTimeout (5s)
 	MaxQueueBytes int           // Options.MaxQueueBytes (1 MiB)
+
+	// SndBuf, if positive, is the kernel send buffer (SO_SNDBUF) of every accepted
+	// connection. Left to autotuning, a loopback connection's grows to megabytes, which a
+	// client that stops reading takes minutes to fill before the hub's writes stall.
+	SndBuf int
 }
 
 // Limits of POST /publish.
@@ -55,6 +60,7 @@ func serveMain(args []string, stderr io.Writer) error {
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 0, "the hub's Options.WriteTimeout; 0 keeps its default (10s)")
 	fs.DurationVar(&cfg.CloseTimeout, "close-timeout", 0, "the hub's Options.CloseTimeout; 0 keeps its default (5s)")
 	fs.IntVar(&cfg.MaxQueueBytes, "max-queue-bytes", 0, "the hub's Options.MaxQueueBytes; 0 keeps its default (1 MiB)")
+	fs.IntVar(&cfg.SndBuf, "sndbuf", 0, "the kernel send buffer (SO_SNDBUF) of accepted connections, in bytes; 0 leaves it to autotuning. A soak sets it low (e.g. 32768) so that clients that stop reading stall the hub's writes within seconds")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: wspub-bench serve [flags]
 
@@ -86,8 +92,8 @@ Flags:
 	if cfg.MaxConns < 0 {
 		return errors.New("-max-conns must not be negative")
 	}
-	if cfg.PingInterval < 0 || cfg.PongTimeout < 0 || cfg.WriteTimeout < 0 || cfg.CloseTimeout < 0 || cfg.MaxQueueBytes < 0 {
-		return errors.New("-ping-interval, -pong-timeout, -write-timeout, -close-timeout and -max-queue-bytes must not be negative")
+	if cfg.PingInterval < 0 || cfg.PongTimeout < 0 || cfg.WriteTimeout < 0 || cfg.CloseTimeout < 0 || cfg.MaxQueueBytes < 0 || cfg.SndBuf < 0 {
+		return errors.New("-ping-interval, -pong-timeout, -write-timeout, -close-timeout, -max-queue-bytes and -sndbuf must not be negative")
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	logNoFile(stderr)
@@ -114,6 +120,9 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, stderr io.Wri
 	if err != nil {
 		return err
 	}
+	if cfg.SndBuf > 0 {
+		ln = sndBufListener{ln, cfg.SndBuf}
+	}
 	handler, shutdownHub := newServer(cfg, log)
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	// The line tests and scripts wait for; it names the port when -addr asked for port 0.
@@ -136,6 +145,20 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger, stderr io.Wri
 	errHub := shutdownHub(shutCtx)
 	<-served // http.ErrServerClosed
 	return errors.Join(errSrv, errHub)
+}
+
+// sndBufListener sets the send buffer of the TCP connections it accepts.
+type sndBufListener struct {
+	net.Listener
+	size int
+}
+
+func (l sndBufListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(l.size)
+	}
+	return c, err
 }
 
 // newServer returns the bench server's handler and the function that shuts its hub down
