@@ -427,6 +427,8 @@ func TestRealMain(t *testing.T) {
 		{[]string{"serve", "-h"}, exitOK, "POST /publish"},
 		{[]string{"run", "-h"}, exitOK, "-slow"},
 		{[]string{"run", "-conns", "0"}, exitError, "-conns must be at least 1"},
+		{[]string{"soak", "-h"}, exitOK, "nopong"},
+		{[]string{"soak", "-churn", "-1"}, exitError, "-churn must not be negative"},
 		{[]string{"serve", "-max-conns", "-1"}, exitError, "-max-conns"},
 		{[]string{"serve", "-pong-timeout", "-1s"}, exitError, "must not be negative"},
 		{[]string{"serve", "-addr", "256.0.0.1:bad"}, exitError, "listen"},

@@ -40,7 +40,7 @@ type rawConn struct {
 
 	msg []byte // the data message being read, reused
 
-	closeSent bool // a close frame was written; guarded by wmu
+	closeSent bool // a close frame or a FIN was written: no more frames; guarded by wmu
 
 	// onClose, if set, is called by next with the server's close frame before the close
 	// is answered: the answer waits for any write in progress, which may never end if
@@ -349,8 +349,11 @@ func (c *rawConn) next(answer func() bool) (byte, []byte, error) {
 }
 
 // closeWrite sends a TCP FIN (after TLS close_notify on wss) without a close frame: the
-// server reads end of file.
+// server reads end of file. Nothing is written after it (pings go unanswered).
 func (c *rawConn) closeWrite() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.closeSent = true
 	if tc, ok := c.conn.(*tls.Conn); ok {
 		return tc.CloseWrite()
 	}
