@@ -39,15 +39,17 @@ func (h *Hub) heartbeat() {
 	for {
 		start := time.Now()
 		h.pingToken.Store(rand.Uint64())
-		conns := h.reg.allConns()
-		for _, c := range conns {
+		for _, c := range h.reg.allConns() {
 			c.ping()
 		}
 		if !wait(h.opts.PongTimeout) {
 			return
 		}
+		// A fresh snapshot: holding the pinged one across the wait would keep the
+		// connections that left meanwhile reachable for PongTimeout. One that joined
+		// since start stamped lastPong when it connected, so it is not reaped.
 		now := time.Now()
-		for _, c := range conns {
+		for _, c := range h.reg.allConns() {
 			switch {
 			case c.lastPong.Load() < start.UnixNano():
 				c.reap()

@@ -42,6 +42,9 @@ type connEnding struct {
 	smallBuffers bool
 	// end makes every connection of the round end; it returns once the hub has let them go.
 	end func(t *testing.T, r *endingRound)
+	// settle is waited after the warm-up round, before the baseline is measured: what
+	// the warm-up leaves for a while must not hide what the measured round leaves.
+	settle time.Duration
 }
 
 // endingRound is what the end function of a connEnding works with.
@@ -104,6 +107,17 @@ func TestEndedConnectionsLeaveNoHeap(t *testing.T) {
 			r.each(func(_ int, c *rawConn) { _ = c.reset() })
 			waitGone(t, r.hub)
 		}},
+		{name: "TCP FIN while the heartbeat waits for pongs",
+			// Long enough to dial the round before the first ping; the connections leave
+			// and are measured while the round still waits for their pongs.
+			opts:   Options{PingInterval: 2 * time.Second, PongTimeout: 1900 * time.Millisecond},
+			settle: 2 * time.Second, // the warm-up's round is over
+			end: func(t *testing.T, r *endingRound) {
+				_, err := r.conns[0].readUntil(opPing)
+				require.NoError(t, err)
+				closeClients(r)
+				waitGone(t, r.hub)
+			}},
 		{name: "reaped by the heartbeat", opts: Options{PingInterval: time.Second, PongTimeout: 500 * time.Millisecond},
 			end: func(t *testing.T, r *endingRound) {
 				waitGone(t, r.hub) // the clients never read, so never answer a ping
@@ -233,6 +247,7 @@ func TestEndedConnectionsLeaveNoHeap(t *testing.T) {
 			}
 			start := time.Now()
 			round() // warm-up: pools, maps and buffers reach their steady size
+			time.Sleep(e.settle)
 			goroutines := runtime.NumGoroutine()
 			before := heapAfterGC()
 			round()

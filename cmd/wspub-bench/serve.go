@@ -75,7 +75,8 @@ timeouts and MaxQueueBytes when their flags are set) and the bench endpoints:
                   returned (every message is queued for every subscriber, not necessarily
                   delivered) with {"published":n,"duration_ns":...,"first_ts":...,"envelope_bytes":...}.
   GET  /stats     hub.Stats() and runtime figures (heap_inuse, stack_inuse, heap_alloc, sys,
-                  num_gc, goroutines); ?gc=1 runs runtime.GC() first.
+                  num_gc, goroutines); ?gc=1 collects garbage first (twice, which also
+                  empties sync.Pools).
 
 SIGINT or SIGTERM shuts the server and the hub down gracefully.
 
@@ -334,12 +335,16 @@ type serverStats struct {
 	Sys        uint64      `json:"sys"`
 	NumGC      uint32      `json:"num_gc"`
 	Goroutines int         `json:"goroutines"`
-	GC         bool        `json:"gc"` // runtime.GC ran before the figures were read
+	GC         bool        `json:"gc"` // garbage was collected (twice) before the figures were read
 }
 
 func handleStats(w http.ResponseWriter, r *http.Request, hub *wspub.Hub) {
 	var st serverStats
 	if v := r.URL.Query().Get("gc"); v != "" && v != "0" && v != "false" {
+		// Twice: the first moves sync.Pool contents (the hub's gather and frame buffers)
+		// to the pools' victim caches, the second frees them, so that what is left is
+		// what something still references.
+		runtime.GC()
 		runtime.GC()
 		st.GC = true
 	}
