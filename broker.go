@@ -19,7 +19,9 @@ import (
 //
 // A hub calls Start once, from New, before anything else; then Publish, Subscribe and
 // Unsubscribe from any goroutine; and Close once, at the end of Shutdown or Close, after
-// which it calls nothing. Channel names are opaque strings: they include names wspub
+// which it calls nothing. (A Publish that application code started before the hub
+// closed, in a Handler that ignores its cancelled context, may still be under way when
+// Close is called: Close must not wait for it, and it must return an error.) Channel names are opaque strings: they include names wspub
 // uses internally, which contain a space. Payloads are opaque bytes, encoded once per
 // publish by the hub. The payload given to Publish is never modified afterwards, so an
 // adapter may keep it; the payload an adapter gives to deliver belongs to the hub from

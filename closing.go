@@ -21,7 +21,8 @@ import (
 //
 // closing: nothing more is queued. The connection's context is cancelled, so handlers
 // stop. The writer sends what is queued, then runs the close handshake; CloseTimeout
-// bounds the two together (every write's deadline is the close deadline).
+// bounds the two together (every write's deadline is at the latest the close deadline,
+// and a timer closes the socket when it passes).
 //
 // closed: the socket and the *websocket.Conn are closed (which releases everything
 // coder/websocket holds, its finalizer included), the queue is discarded, and cleanup
@@ -90,11 +91,11 @@ func (c *Conn) evictLocked() bool {
 // abort closes the connection at once, with no handshake: for peers that are gone or
 // cannot take another byte, and for Hub.Close. code and reason are what OnDisconnect and
 // the logs see, if the connection was still open; it reports whether it was. If the
-// reader is busy in application code, the caller runs cleanup itself: on a goroutine of
-// its own when the caller must not block (the heartbeat), inline otherwise. abort must
-// not be called from inside coder/websocket (a read callback), whose locks closing the
+// reader is busy in application code, cleanup runs on a goroutine of its own, so that
+// the caller (the heartbeat, Close) never waits for OnDisconnect. abort must not be
+// called from inside coder/websocket (a read callback), whose locks closing the
 // *websocket.Conn waits for.
-func (c *Conn) abort(code websocket.StatusCode, reason string, spawn bool) (wasOpen bool) {
+func (c *Conn) abort(code websocket.StatusCode, reason string) (wasOpen bool) {
 	c.mu.Lock()
 	wasOpen = c.beginCloseLocked(code, reason)
 	first, cleanup := c.closeLocked()
@@ -102,17 +103,11 @@ func (c *Conn) abort(code websocket.StatusCode, reason string, spawn bool) (wasO
 	if first {
 		c.closeSocket()
 	}
-	switch {
-	case !cleanup:
-	case spawn: // only from a goroutine the hub's WaitGroup counts, so it is not at zero
-		h := c.hub
-		h.wg.Add(1)
+	if cleanup {
 		go func() {
-			defer h.wg.Done()
+			defer c.hub.wg.Done() // added by closeLocked
 			c.cleanup()
 		}()
-	default:
-		c.cleanup()
 	}
 	return wasOpen
 }
@@ -120,7 +115,11 @@ func (c *Conn) abort(code websocket.StatusCode, reason string, spawn bool) (wasO
 // closeLocked moves the connection to closed and discards its queue. first reports
 // whether this call did it (and must close the socket); cleanup, whether the caller
 // must run cleanup because the reader is busy in application code and will not notice
-// the closed socket. c.mu must be held.
+// the closed socket. Then closeLocked has added one to the hub's WaitGroup for that
+// cleanup, which the caller calls Done on when it is over: added here, under c.mu, the
+// busy reader's own count still holds the group above zero (once c.mu is released the
+// reader may finish and exit, and an Add from zero would race with Wait). c.mu must be
+// held.
 func (c *Conn) closeLocked() (first, cleanup bool) {
 	if c.state == stateClosed {
 		return false, false
@@ -134,6 +133,7 @@ func (c *Conn) closeLocked() (first, cleanup bool) {
 	c.discardLocked()
 	if c.busy && !c.cleaned {
 		c.cleaned = true
+		c.hub.wg.Add(1)
 		return true, true
 	}
 	return true, false
@@ -176,6 +176,7 @@ func (c *Conn) finishHandshake() {
 	}
 	if cleanup {
 		c.cleanup()
+		c.hub.wg.Done() // added by closeLocked
 	}
 }
 
@@ -185,7 +186,7 @@ func (c *Conn) finish(readErr error) {
 	code, reason := closeStatus(readErr)
 	c.mu.Lock()
 	c.beginCloseLocked(code, reason)
-	first, _ := c.closeLocked()
+	first, _ := c.closeLocked() // the reader is not busy: no cleanup is handed over
 	cleanup := !c.cleaned
 	c.cleaned = true
 	c.mu.Unlock()

@@ -2,6 +2,7 @@ package wspub
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -195,4 +196,63 @@ func TestInvalidUTF8CloseReasonIsAnswered1007(t *testing.T) {
 	assert.Equal(t, 1007, closeCode(payload))
 	assert.Equal(t, invalidCloseReason, string(payload[2:]))
 	assert.Equal(t, ending{websocket.StatusInvalidFramePayloadData, invalidCloseReason}, <-ended)
+}
+
+// TestCloseDoesNotWaitForOnDisconnect: the cleanup of a connection whose handler
+// ignores its context runs apart from Close, so a slow OnDisconnect does not hold Close
+// past ShutdownGrace.
+func TestCloseDoesNotWaitForOnDisconnect(t *testing.T) {
+	unblock := make(chan struct{})
+	t.Cleanup(func() { close(unblock) })
+	h, url := startHub(t, &Options{
+		OnDisconnect: func(*Conn, websocket.StatusCode, string) {
+			select {
+			case <-unblock:
+			case <-time.After(5 * time.Second):
+			}
+		},
+	})
+	started, _, _ := blockingHandler(t, h, true)
+	c := dialRaw(t, url)
+	defer c.Close()
+	c.sendText(t, `{"type":"work"}`)
+	<-started
+	begin := time.Now()
+	require.NoError(t, h.Close())
+	assert.Less(t, time.Since(begin), ShutdownGrace+time.Second)
+}
+
+// TestCloseCutsAnUpgradeInProgress: a connection whose handshake was under way when
+// Close ran is cut as soon as it registers, not closed gracefully, so Close does not
+// wait for a peer that never answers a close frame.
+func TestCloseCutsAnUpgradeInProgress(t *testing.T) {
+	inAuth, release := make(chan struct{}), make(chan struct{})
+	h, url := startHub(t, &Options{
+		CloseTimeout: time.Minute,
+		Authenticate: func(*http.Request) (Identity, error) {
+			close(inAuth)
+			<-release
+			return Identity{}, nil
+		},
+	})
+	dialed := make(chan *rawConn, 1)
+	go func() {
+		c, err := rawDialer{}.dial(url) // never answers a close frame
+		assert.NoError(t, err)
+		dialed <- c
+	}()
+	<-inAuth
+	took := make(chan time.Duration, 1)
+	go func() {
+		begin := time.Now()
+		_ = h.Close()
+		took <- time.Since(begin)
+	}()
+	eventually(t, h.aborting.Load)
+	close(release)
+	if c := <-dialed; c != nil {
+		defer c.Close()
+		require.NoError(t, c.waitClosed(context.Background()))
+	}
+	assert.Less(t, <-took, ShutdownGrace+time.Second)
 }

@@ -33,7 +33,8 @@
 // channels in O(its subscriptions), and channels without subscribers are deleted.
 // However a connection ends (close handshake, FIN, RST, reaped, evicted, closed by the
 // application, Close or Shutdown), nothing of it stays: no goroutine, no map entry, no
-// heap.
+// heap; only a Handler that ignores its cancelled context keeps its own goroutine, and
+// what it references, until it returns.
 //
 // A client's input is bounded at every level: frames of every kind by
 // Options.MaxFrameRate (a flooding client is read no faster, so it slows only itself),

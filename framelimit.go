@@ -28,9 +28,11 @@ var errFrameFlood = errors.New("wspub: frame rate exceeded")
 // frameReader follows the headers of the client's frames (RFC 6455 section 5.2) in the
 // byte stream it reads and charges each frame to its connection.
 type frameReader struct {
-	src    io.Reader
-	prefix []byte            // bytes net/http read past the handshake, served first
-	charge func(n int) error // nil: no frame budget
+	src     io.Reader
+	prefix  []byte            // bytes to serve before reading src: what net/http read past the handshake, or what a read held back
+	charge  func(n int) error // nil: no frame budget
+	perRead int               // the most frames one Read passes on (see Read)
+	srcErr  error             // an error of src held back with the bytes before it
 
 	hdr  [14]byte // the header being read: at most 2 + 8 (length) + 4 (mask) bytes
 	hn   int      // bytes of it seen
@@ -39,32 +41,52 @@ type frameReader struct {
 	lost bool     // a header made no sense: coder/websocket fails the connection
 }
 
+// Read reads from src and charges the frames whose headers it completes. It passes on
+// the bytes of at most perRead frames and holds the rest back for the next Read, so
+// that one Read never sleeps long for the budget: coder/websocket gives a control
+// frame's payload 5 s to arrive, and a read of 512 bytes can hold 85 empty frames.
 func (r *frameReader) Read(p []byte) (int, error) {
 	var n int
 	var err error
-	if len(r.prefix) > 0 {
+	switch {
+	case len(r.prefix) > 0:
 		n = copy(p, r.prefix)
 		r.prefix = r.prefix[n:]
 		if len(r.prefix) == 0 {
 			r.prefix = nil
 		}
-	} else {
+	case r.srcErr != nil:
+		err, r.srcErr = r.srcErr, nil
+		return 0, err
+	default:
 		n, err = r.src.Read(p)
 	}
-	if r.charge != nil && n > 0 && !r.lost {
-		if frames := r.scan(p[:n]); frames > 0 {
-			if cerr := r.charge(frames); cerr != nil {
-				return 0, cerr
-			}
+	if r.charge == nil || n == 0 || r.lost {
+		return n, err
+	}
+	frames, used := r.scan(p[:n], r.perRead)
+	if used < n { // hold back what follows the frames this Read may pass on
+		r.prefix = append(append([]byte(nil), p[used:n]...), r.prefix...)
+		r.srcErr, err = err, nil
+		n = used
+	}
+	if frames > 0 {
+		if cerr := r.charge(frames); cerr != nil {
+			return 0, cerr
 		}
 	}
 	return n, err
 }
 
 // scan follows the frame boundaries through b and returns how many frame headers it
-// completed.
-func (r *frameReader) scan(b []byte) (frames int) {
+// completed, at most limit (0: no limit), and how many bytes of b it followed: all of
+// them, or up to the end of the limit-th header.
+func (r *frameReader) scan(b []byte, limit int) (frames, used int) {
+	total := len(b)
 	for len(b) > 0 {
+		if limit > 0 && frames == limit && r.rem == 0 && r.hn == 0 {
+			break
+		}
 		if r.rem > 0 {
 			k := min(r.rem, uint64(len(b)))
 			r.rem -= k
@@ -97,13 +119,13 @@ func (r *frameReader) scan(b []byte) (frames int) {
 			length = binary.BigEndian.Uint64(r.hdr[2:10])
 			if length>>63 != 0 {
 				r.lost = true
-				return frames
+				return frames, total
 			}
 		}
 		r.rem, r.hn, r.need = length, 0, 0
 		frames++
 	}
-	return frames
+	return frames, total - len(b)
 }
 
 // chargeFrames charges n frames the client sent to the connection's frame budget,
@@ -140,6 +162,14 @@ func (c *Conn) chargeFrames(n int) error {
 		now = time.Now()
 	}
 	return nil
+}
+
+// framesPerRead is how many frames one Read of the frameReader may pass on: a quarter
+// of a second's worth, so that no Read sleeps longer than that (a second at a rate
+// below 4 per second).
+func (c *Conn) framesPerRead() int {
+	lim := c.frames
+	return max(1, min(lim.Burst(), int(float64(lim.Limit())/4)))
 }
 
 // sleepCtx sleeps for d, or until ctx ends; it reports whether it slept the whole time.

@@ -105,7 +105,7 @@ func TestFrameReaderFollowsHeaders(t *testing.T) {
 	for _, chunk := range []int{1, 2, 3, 7, 512, len(stream)} {
 		charged := 0
 		r := &frameReader{src: bytes.NewReader(stream[5:]), prefix: stream[:5],
-			charge: func(n int) error { charged += n; return nil }}
+			charge: func(n int) error { charged += n; return nil }, perRead: 2}
 		var out bytes.Buffer
 		buf := make([]byte, chunk)
 		for {
@@ -118,4 +118,40 @@ func TestFrameReaderFollowsHeaders(t *testing.T) {
 		assert.Equal(t, 5, charged, "reads of %d bytes", chunk)
 		assert.Equal(t, stream, out.Bytes(), "reads of %d bytes", chunk)
 	}
+}
+
+// TestThrottledReadsStayShort: with a low MaxFrameRate, a read full of frames is passed
+// on a few frames at a time, so no read sleeps near coder/websocket's 5 s limit for a
+// control frame's payload, which would cut the flooding client off instead of slowing
+// it down.
+func TestThrottledReadsStayShort(t *testing.T) {
+	h, url := startHub(t, &Options{MessageRate: -1, MaxFrameRate: 4, MaxFrameBurst: 4})
+	c := dialRaw(t, url)
+	defer c.Close()
+	var pongs atomic.Int64
+	go func() {
+		for {
+			op, _, err := c.readFrame()
+			if err != nil {
+				return
+			}
+			if op == opPong {
+				pongs.Add(1)
+			}
+		}
+	}()
+	ping := appendClientFrame(nil, opPing, true, []byte("abc"))
+	// Half a ping first: the server reads the rest of its payload, and all that follows
+	// it, inside coder/websocket's handling of a control frame.
+	_, err := c.Write(ping[:len(ping)-1])
+	require.NoError(t, err)
+	time.Sleep(100 * time.Millisecond)
+	_, err = c.Write(append(ping[len(ping)-1:], bytes.Repeat(ping, 55)...))
+	require.NoError(t, err)
+	time.Sleep(6 * time.Second)
+	assert.Equal(t, 1, h.Stats().Connections, "a flooding client is slowed down, not closed")
+	assert.Equal(t, uint64(1), h.Stats().FrameFloods)
+	got := pongs.Load()
+	assert.Greater(t, got, int64(10))
+	assert.LessOrEqual(t, got, int64(4+4*7))
 }

@@ -87,7 +87,7 @@ func (c *Conn) reap() {
 		return
 	}
 	h := c.hub
-	if !c.abort(websocket.StatusAbnormalClosure, "pong timeout", true) {
+	if !c.abort(websocket.StatusAbnormalClosure, "pong timeout") {
 		return
 	}
 	h.stats.reaped.Add(1)

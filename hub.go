@@ -40,6 +40,7 @@ type Hub struct {
 	brokerFailing atomic.Bool   // the last broker operation failed; see brokerResult
 	pingToken     atomic.Uint64 // the payload of this heartbeat round's pings
 	inApp         atomic.Int64  // goroutines running application code (hooks, handlers)
+	aborting      atomic.Bool   // Close, or Shutdown past its deadline: new connections are cut at once
 	nextID        atomic.Uint64
 	epoch         time.Time // of clock
 	reg           *registry
@@ -188,7 +189,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := h.newConn(r, id)
 	hw := &hijackWriter{ResponseWriter: w, pool: &h.gathers}
 	if c.frames != nil {
-		hw.frames = c.chargeFrames
+		hw.frames, hw.perRead = c.chargeFrames, c.framesPerRead()
 	}
 	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		Subprotocols:       []string{Subprotocol},
@@ -319,6 +320,8 @@ func (h *Hub) serve(c *Conn, readCtx context.Context) {
 		slog.String("remote_addr", c.remoteAddr), slog.String("origin", c.origin),
 		slog.String("user_agent", c.userAgent), slog.String("subprotocol", c.ws.Subprotocol()))
 	switch {
+	case h.aborting.Load(): // Close or a late Shutdown started after enter; it may not have seen c
+		c.abort(websocket.StatusGoingAway, "going away")
 	case h.isClosed(): // Shutdown started after enter; it may not have seen c
 		c.closeWith(websocket.StatusGoingAway, "going away")
 	case h.opts.OnConnect != nil && c.beginDispatch():
@@ -605,8 +608,12 @@ func (h *Hub) awaitDrained() {
 	}
 }
 
+// abortAll cuts every connection. A connection that registers after its snapshot sees
+// aborting set (registering and the snapshot both hold the registry's lock) and cuts
+// itself.
 func (h *Hub) abortAll() {
+	h.aborting.Store(true)
 	for _, c := range h.reg.allConns() {
-		c.abort(websocket.StatusGoingAway, "going away", false)
+		c.abort(websocket.StatusGoingAway, "going away")
 	}
 }

@@ -18,8 +18,9 @@ import (
 // closes it to bound a close handshake the peer never answers.
 type hijackWriter struct {
 	http.ResponseWriter
-	pool   *sync.Pool        // gather buffers for the frameWriter
-	frames func(n int) error // charges the frames the client sends (see frameReader)
+	pool    *sync.Pool        // gather buffers for the frameWriter
+	frames  func(n int) error // charges the frames the client sends (see frameReader)
+	perRead int               // frames one read may pass on (frameReader.perRead)
 
 	conn net.Conn     // set by Hijack
 	wire *frameWriter // set by Hijack: what coder/websocket writes its frames to
@@ -53,7 +54,7 @@ func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	w.wire = &frameWriter{conn: c, pool: w.pool}
 	rc := c
 	if n := brw.Reader.Buffered(); n > 0 || w.frames != nil {
-		fr := &frameConn{Conn: c, r: frameReader{src: c, charge: w.frames}}
+		fr := &frameConn{Conn: c, r: frameReader{src: c, charge: w.frames, perRead: w.perRead}}
 		if n > 0 {
 			b, _ := brw.Reader.Peek(n)
 			fr.r.prefix = bytes.Clone(b)

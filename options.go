@@ -151,8 +151,10 @@ type Options struct {
 	OnConnect func(ctx context.Context, c *Conn) error
 
 	// OnDisconnect runs once after a connection has left every channel. code and reason
-	// are the close code and reason the connection ended with (from either side).
-	// Default: nil.
+	// are the close code and reason the connection ended with (from either side). It
+	// normally runs on the connection's reader, after its last Handler; but when the
+	// connection is closed while a Handler or OnConnect ignores its cancelled context, it
+	// runs on a goroutine of its own, while that code is still running. Default: nil.
 	OnDisconnect func(c *Conn, code websocket.StatusCode, reason string)
 
 	// Observer receives measurements for metrics: the duration of each fan-out and the
@@ -212,8 +214,10 @@ type Options struct {
 	// Default: 10s.
 	PongTimeout time.Duration
 
-	// CloseTimeout bounds the close handshake: a peer that does not answer a close frame
-	// within it has its TCP connection closed. Default: 5s.
+	// CloseTimeout bounds flushing the queue and the close handshake: a peer that does not
+	// answer a close frame within it has its TCP connection closed. coder/websocket waits
+	// at most 5s for the peer's close frame itself, so values above 5s lengthen only the
+	// flush. Default: 5s.
 	CloseTimeout time.Duration
 }
 
@@ -283,6 +287,10 @@ func (o *Options) adjust() []string {
 	if o.PongTimeout > o.PingInterval {
 		notes = append(notes, fmt.Sprintf("PongTimeout %v lowered to PingInterval %v", o.PongTimeout, o.PingInterval))
 		o.PongTimeout = o.PingInterval
+	}
+	if o.MaxFrameRate > 0 && o.MaxFrameRate < 1 {
+		notes = append(notes, fmt.Sprintf("MaxFrameRate %g raised to 1 frame per second", o.MaxFrameRate))
+		o.MaxFrameRate = 1
 	}
 	if o.MaxFrameRate > 0 && o.MessageRate > 0 {
 		if o.MaxFrameRate < 2*o.MessageRate {

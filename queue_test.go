@@ -248,7 +248,7 @@ func TestWriterBatches(t *testing.T) {
 			want := 1 + (20+maxBatch-1)/maxBatch
 			assert.Len(t, frames, want)
 			assert.Equal(t, uint64(want), h.Stats().Frames)
-			c.abort(websocket.StatusNormalClosure, "", false)
+			c.abort(websocket.StatusNormalClosure, "")
 		})
 	}
 }

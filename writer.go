@@ -191,13 +191,13 @@ func (c *Conn) writeFrames() (n, frames int, err error) {
 func (c *Conn) writeFailed(err error, n int) {
 	c.hub.stats.dropped.Add(uint64(n))
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		c.abort(websocket.StatusAbnormalClosure, "write failed", false)
+		c.abort(websocket.StatusAbnormalClosure, "write failed")
 		return
 	}
 	c.mu.Lock()
 	queuedBytes, queued := c.q.bytes, c.q.n
 	c.mu.Unlock()
-	if c.abort(StatusSlowConsumer, "slow consumer", false) {
+	if c.abort(StatusSlowConsumer, "slow consumer") {
 		c.evicted("write timeout", queuedBytes, queued)
 	}
 }
@@ -209,7 +209,7 @@ func (c *Conn) writeFailed(err error, n int) {
 func (c *Conn) writeWS(p []byte) error {
 	if !c.wire.cork() { // not gathering: the frame goes to the socket now
 		c.setWriteDeadline()
-		defer c.raw.SetWriteDeadline(time.Time{})
+		defer c.clearWriteDeadline()
 	}
 	return c.ws.Write(context.Background(), websocket.MessageText, p)
 }
@@ -218,7 +218,7 @@ func (c *Conn) writeWS(p []byte) error {
 func (c *Conn) flushWS() error {
 	c.setWriteDeadline()
 	err := c.wire.uncork()
-	_ = c.raw.SetWriteDeadline(time.Time{})
+	c.clearWriteDeadline()
 	return err
 }
 
@@ -233,7 +233,7 @@ func (c *Conn) writePing() error {
 	frame[0], frame[1] = 0x80|0x9, pingTokenBytes // FIN, ping
 	binary.BigEndian.PutUint64(frame[2:], c.hub.pingToken.Load())
 	c.setWriteDeadline()
-	defer c.raw.SetWriteDeadline(time.Time{})
+	defer c.clearWriteDeadline()
 	if err := c.wire.writeControl(frame[:]); !errors.Is(err, errMidFrame) {
 		return err
 	}
@@ -256,6 +256,17 @@ func (c *Conn) setWriteDeadline() {
 	deadline := time.Now().Add(c.hub.opts.WriteTimeout)
 	if by := c.closeBy.Load(); by != 0 {
 		deadline = time.Unix(0, min(by, deadline.UnixNano()))
+	}
+	_ = c.raw.SetWriteDeadline(deadline)
+}
+
+// clearWriteDeadline lifts the deadline of the last write, unless the connection is
+// closing: then every write, coder/websocket's own (pongs, the close frame) included,
+// keeps the close deadline.
+func (c *Conn) clearWriteDeadline() {
+	var deadline time.Time
+	if by := c.closeBy.Load(); by != 0 {
+		deadline = time.Unix(0, by)
 	}
 	_ = c.raw.SetWriteDeadline(deadline)
 }
