@@ -130,16 +130,22 @@ func (r *frameReader) scan(b []byte, limit int) (frames, used int) {
 
 // chargeFrames charges n frames the client sent to the connection's frame budget,
 // sleeping until the budget allows them. It runs on the reader, inside
-// coder/websocket's Read.
+// coder/websocket's Read, at the bottom of the reader's deepest call chain: it is kept
+// small, so that an idle connection's stack stays at 4 KiB, and what a flood needs is
+// in throttle.
 func (c *Conn) chargeFrames(n int) error {
+	if c.frames.AllowN(time.Now(), n) {
+		return nil
+	}
+	return c.throttle(n)
+}
+
+// throttle counts and logs a flood (once per connection) and sleeps until the budget
+// allows n frames.
+//
+//go:noinline
+func (c *Conn) throttle(n int) error {
 	lim := c.frames
-	if lim == nil {
-		return nil
-	}
-	now := time.Now()
-	if lim.AllowN(now, n) {
-		return nil
-	}
 	if !c.flood.Swap(true) {
 		h := c.hub
 		h.stats.frameFloods.Add(1)
@@ -148,6 +154,7 @@ func (c *Conn) chargeFrames(n int) error {
 			slog.Float64("max_frame_rate", float64(lim.Limit())),
 			slog.String("effect", "reading is slowed to the rate (logged once per connection)"))
 	}
+	now := time.Now()
 	for burst := lim.Burst(); n > 0; n -= burst {
 		if err := c.ctx.Err(); err != nil { // closing: no reason to keep reading a flood
 			return errFrameFlood
