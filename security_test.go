@@ -397,10 +397,11 @@ func TestSubscriptionLimit(t *testing.T) {
 }
 
 // TestConnectCyclesLeaveNothing: 10 000 connect/subscribe/disconnect cycles leave goroutines,
-// channels and per-user maps at their baseline.
+// channels, per-user maps and the heap after GC at their baseline.
 func TestConnectCyclesLeaveNothing(t *testing.T) {
 	h, url := startHub(t, &Options{Authenticate: userFromQuery})
 	baseline := runtime.NumGoroutine()
+	heapBefore := heapAfterGC()
 	const workers, cycles = 8, 10000
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -446,6 +447,9 @@ func TestConnectCyclesLeaveNothing(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "goroutines: %d, baseline %d", runtime.NumGoroutine(), baseline)
 		time.Sleep(10 * time.Millisecond)
 	}
+	perCycle := (int64(heapAfterGC()) - int64(heapBefore)) / cycles
+	t.Logf("heap after GC: %d B more per cycle", perCycle)
+	assert.Less(t, perCycle, int64(200), "heap left per connect/disconnect cycle")
 }
 
 // TestHostileClient: one connection sends 10 000 random garbage frames — text and
