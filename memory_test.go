@@ -85,9 +85,6 @@ func (r *endingRound) publishUntil(t *testing.T, size, limit int, cond func() bo
 // that the live heap after GC returns to what it was after a warm-up round of the same:
 // for every way a connection can end, nothing it used stays reachable.
 func TestEndedConnectionsLeaveNoHeap(t *testing.T) {
-	if testing.Short() {
-		t.Skip("opens 20 000 connections")
-	}
 	const n = 1000
 	const perConnLimit = 1024 // bytes of heap an ended connection may leave, on average
 	waitGone := func(t *testing.T, h *Hub) {
