@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -112,7 +113,8 @@ func (c *Conn) abort(code websocket.StatusCode, reason string) (wasOpen bool) {
 	return wasOpen
 }
 
-// closeLocked moves the connection to closed and discards its queue. first reports
+// closeLocked moves a closing connection (beginCloseLocked has recorded why it ends) to
+// closed and discards its queue. first reports
 // whether this call did it (and must close the socket); cleanup, whether the caller
 // must run cleanup because the reader is busy in application code and will not notice
 // the closed socket. Then closeLocked has added one to the hub's WaitGroup for that
@@ -124,12 +126,7 @@ func (c *Conn) closeLocked() (first, cleanup bool) {
 	if c.state == stateClosed {
 		return false, false
 	}
-	if c.state == stateOpen { // closed without a word: record it as a lost connection
-		c.beginCloseLocked(websocket.StatusAbnormalClosure, "connection lost")
-	}
-	c.state = stateClosed
-	c.handshake = false
-	c.pingDue = false
+	c.state = stateClosed // the writer looks at nothing else once it is closed
 	c.discardLocked()
 	if c.busy && !c.cleaned {
 		c.cleaned = true
@@ -278,15 +275,5 @@ const invalidCloseReason = "invalid UTF-8 in close reason"
 // closeReason makes reason fit a close frame: valid UTF-8 of at most maxCloseReason
 // bytes, cut at a character boundary.
 func closeReason(reason string) string {
-	if !utf8.ValidString(reason) {
-		reason = string([]rune(reason)) // invalid bytes become U+FFFD
-	}
-	if len(reason) <= maxCloseReason {
-		return reason
-	}
-	cut := maxCloseReason
-	for cut > 0 && !utf8.RuneStart(reason[cut]) {
-		cut--
-	}
-	return reason[:cut]
+	return cutUTF8(strings.ToValidUTF8(reason, "\uFFFD"), maxCloseReason)
 }

@@ -97,13 +97,18 @@ func (c *Conn) Context() context.Context { return c.ctx }
 func (c *Conn) Subscriptions() []string { return c.hub.reg.channelsOf(c) }
 
 // Send queues m for this connection alone, without a channel. It never blocks on the
-// network: it returns ErrConnClosed if the connection is closing, and ErrSlowConsumer if
-// the message overflowed the send queue and the connection was evicted for it.
+// network: it returns ErrConnClosed if the connection is closing, ErrMessageTooLarge
+// (sending nothing) for a message larger than Options.MaxQueueBytes, and
+// ErrSlowConsumer if the message overflowed the send queue and the connection was
+// evicted for it.
 func (c *Conn) Send(ctx context.Context, m Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	frame, err := c.hub.encode("", m)
+	frame, err := encodeMessage("", m)
+	if err == nil {
+		err = c.hub.fitsQueue(frame)
+	}
 	if err != nil {
 		return err
 	}

@@ -16,7 +16,9 @@ import (
 // every subscriber; New says at once that such publishes will be refused.
 func TestMessageLargerThanAQueueIsThePublishersError(t *testing.T) {
 	logger, logs := wstest.NewLogger()
-	h, url := startHub(t, &Options{Logger: logger, MaxQueueBytes: 4096, AllowClientPublish: true})
+	conns := make(chan *Conn, 5)
+	h, url := startHub(t, &Options{Logger: logger, MaxQueueBytes: 4096, AllowClientPublish: true,
+		OnConnect: func(_ context.Context, c *Conn) error { conns <- c; return nil }})
 	adjusted := logs.Events("wspub_options_adjusted")
 	require.Len(t, adjusted, 1)
 	assert.Contains(t, adjusted[0]["change"], "message_too_large")
@@ -38,6 +40,10 @@ func TestMessageLargerThanAQueueIsThePublishersError(t *testing.T) {
 	assert.Zero(t, st.SlowEvictions)
 	assert.Equal(t, 5, st.Connections)
 	assert.ErrorIs(t, h.Publish(context.Background(), "room", Message{Type: "x", Data: big}), ErrMessageTooLarge)
+	assert.ErrorIs(t, (<-conns).Send(context.Background(), Message{Type: "x", Data: big}), ErrMessageTooLarge)
+	subs[0].Expect("published")
+	subs[0].NothingPending("n")
+	assert.Zero(t, h.Stats().SlowEvictions)
 }
 
 // TestOptionsThatCannotWorkAreCorrected: New raises a MaxQueueBytes that could not hold

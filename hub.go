@@ -15,7 +15,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/coder/websocket"
 )
@@ -250,14 +249,7 @@ const maxKeptHeader = 256
 // keptHeader returns a copy of at most maxKeptHeader bytes of s, cut at a character
 // boundary, that shares no memory with the request.
 func keptHeader(s string) string {
-	if len(s) > maxKeptHeader {
-		cut := maxKeptHeader
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut]
-	}
-	return strings.Clone(s)
+	return strings.Clone(cutUTF8(s, maxKeptHeader))
 }
 
 // clock returns monotonic nanoseconds since New.
@@ -356,18 +348,6 @@ func (h *Hub) safely(c *Conn, what string, fn func() error) (err error) {
 	return fn()
 }
 
-// encode validates and encodes m, refusing messages that could never fit a send queue.
-func (h *Hub) encode(channel string, m Message) ([]byte, error) {
-	frame, err := encodeMessage(channel, m)
-	if err != nil {
-		return nil, err
-	}
-	if err := h.fitsQueue(frame); err != nil {
-		return nil, err
-	}
-	return frame, nil
-}
-
 // Publish sends m to every subscriber of channel. It encodes the message once, queues the
 // same bytes for each subscriber, and returns without waiting for any socket: a slow
 // subscriber never slows the publisher (see Options.Overflow). Messages one goroutine
@@ -417,7 +397,7 @@ func (h *Hub) send(ctx context.Context, route string, m Message, targets func() 
 	if route == brokerBroadcast || strings.HasPrefix(route, brokerUserPrefix) {
 		channel = "" // the envelope of a direct message has no channel
 	}
-	frame, err := h.encode(channel, m)
+	frame, err := encodeMessage(channel, m) // fanout refuses it if no queue can hold it
 	if err != nil {
 		return err
 	}

@@ -88,6 +88,17 @@ func validName(s string, maxBytes int) bool {
 	return true
 }
 
+// cutUTF8 returns s cut to at most n bytes at a character boundary.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
 // validateType checks an application message type.
 func validateType(typ string) error {
 	if !validName(typ, maxTypeBytes) {
