@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wspub/wspub/internal/wsframe"
 	"github.com/wspub/wspub/internal/wstest"
 )
 
@@ -68,7 +69,7 @@ func TestLeakAfterDisconnect(t *testing.T) {
 			defer wg.Done()
 			var batch []byte
 			for ch := range channels {
-				batch = appendClientFrame(batch, opText, true, fmt.Appendf(nil, `{"type":"subscribe","channel":"room:%d"}`, ch))
+				batch = appendClientFrame(batch, wsframe.OpText, true, fmt.Appendf(nil, `{"type":"subscribe","channel":"room:%d"}`, ch))
 			}
 			_, err := c.Write(batch)
 			assert.NoError(t, err)

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wspub/wspub/internal/wsframe"
 	"github.com/wspub/wspub/internal/wstest"
 )
 
@@ -190,8 +191,8 @@ func TestInvalidUTF8CloseReasonIsAnswered1007(t *testing.T) {
 	}})
 	c := dialRaw(t, url)
 	defer c.Close()
-	require.NoError(t, c.writeFrame(opClose, true, []byte("\x03\xe8bye \xff\xfe")))
-	payload, err := c.readUntil(opClose)
+	require.NoError(t, c.writeFrame(wsframe.OpClose, true, []byte("\x03\xe8bye \xff\xfe")))
+	payload, err := c.readUntil(wsframe.OpClose)
 	require.NoError(t, err)
 	assert.Equal(t, 1007, closeCode(payload))
 	assert.Equal(t, invalidCloseReason, string(payload[2:]))

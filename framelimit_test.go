@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wspub/wspub/internal/wsframe"
 	"github.com/wspub/wspub/internal/wstest"
 )
 
@@ -38,10 +39,10 @@ func TestFrameFloodsAreThrottled(t *testing.T) {
 		start []byte // sent once before the flood
 		frame []byte // flooded
 	}{
-		{"pings", nil, appendClientFrame(nil, opPing, true, nil)},
-		{"unsolicited pongs", nil, appendClientFrame(nil, opPong, true, nil)},
-		{"empty continuation frames", appendClientFrame(nil, opText, false, []byte(`{"type":`)),
-			appendClientFrame(nil, opContinuation, false, nil)},
+		{"pings", nil, appendClientFrame(nil, wsframe.OpPing, true, nil)},
+		{"unsolicited pongs", nil, appendClientFrame(nil, wsframe.OpPong, true, nil)},
+		{"empty continuation frames", appendClientFrame(nil, wsframe.OpText, false, []byte(`{"type":`)),
+			appendClientFrame(nil, wsframe.OpContinuation, false, nil)},
 	}
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
@@ -60,7 +61,7 @@ func TestFrameFloodsAreThrottled(t *testing.T) {
 					if err != nil {
 						return
 					}
-					if op == opPong {
+					if op == wsframe.OpPong {
 						pongs.Add(1)
 					}
 				}
@@ -83,7 +84,7 @@ func TestFrameFloodsAreThrottled(t *testing.T) {
 			assert.Equal(t, uint64(1), h.Stats().FrameFloods)
 			assert.Len(t, logs.Events("websocket_frame_flood"), 1)
 			assert.Equal(t, 2, h.Stats().Connections, "a flooding client is slowed down, not closed")
-			if k.frame[0]&0x0f == opPing {
+			if k.frame[0]&0x0f == wsframe.OpPing {
 				// burst + rate × time, with room for the time it took to start.
 				assert.LessOrEqual(t, pongs.Load(), int64(rate+rate*2*d/time.Second))
 			}
@@ -97,11 +98,11 @@ func TestFrameFloodsAreThrottled(t *testing.T) {
 // lengths, are all counted, and the payload bytes are passed on untouched.
 func TestFrameReaderFollowsHeaders(t *testing.T) {
 	var stream []byte
-	stream = appendClientFrame(stream, opPing, true, nil)
-	stream = appendClientFrame(stream, opText, true, bytes.Repeat([]byte("x"), 300))    // 16-bit length
-	stream = appendClientFrame(stream, opText, true, bytes.Repeat([]byte("y"), 70_000)) // 64-bit length
-	stream = appendClientFrame(stream, opContinuation, false, nil)
-	stream = appendClientFrame(stream, opPong, true, []byte("abc"))
+	stream = appendClientFrame(stream, wsframe.OpPing, true, nil)
+	stream = appendClientFrame(stream, wsframe.OpText, true, bytes.Repeat([]byte("x"), 300))    // 16-bit length
+	stream = appendClientFrame(stream, wsframe.OpText, true, bytes.Repeat([]byte("y"), 70_000)) // 64-bit length
+	stream = appendClientFrame(stream, wsframe.OpContinuation, false, nil)
+	stream = appendClientFrame(stream, wsframe.OpPong, true, []byte("abc"))
 	for _, chunk := range []int{1, 2, 3, 7, 512, len(stream)} {
 		charged := 0
 		r := &frameReader{src: bytes.NewReader(stream[5:]), prefix: stream[:5],
@@ -135,12 +136,12 @@ func TestThrottledReadsStayShort(t *testing.T) {
 			if err != nil {
 				return
 			}
-			if op == opPong {
+			if op == wsframe.OpPong {
 				pongs.Add(1)
 			}
 		}
 	}()
-	ping := appendClientFrame(nil, opPing, true, []byte("abc"))
+	ping := appendClientFrame(nil, wsframe.OpPing, true, []byte("abc"))
 	// Half a ping first: the server reads the rest of its payload, and all that follows
 	// it, inside coder/websocket's handling of a control frame.
 	_, err := c.Write(ping[:len(ping)-1])

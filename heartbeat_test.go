@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wspub/wspub/internal/wsframe"
 	"github.com/wspub/wspub/internal/wstest"
 )
 
@@ -118,7 +119,7 @@ func TestUnsolicitedPongsDoNotKeepAPeerAlive(t *testing.T) {
 			case <-stop:
 				return
 			case <-tick.C:
-				if c.writeFrame(opPong, true, []byte("12345678")) != nil {
+				if c.writeFrame(wsframe.OpPong, true, []byte("12345678")) != nil {
 					return
 				}
 			}
@@ -135,10 +136,10 @@ func TestAnsweredPingsKeepAPeerAlive(t *testing.T) {
 	c := dialRaw(t, url)
 	defer c.Close()
 	for range 5 {
-		payload, err := c.readUntil(opPing)
+		payload, err := c.readUntil(wsframe.OpPing)
 		require.NoError(t, err)
 		require.Len(t, payload, pingTokenBytes)
-		require.NoError(t, c.writeFrame(opPong, true, payload))
+		require.NoError(t, c.writeFrame(wsframe.OpPong, true, payload))
 	}
 	assert.Zero(t, h.Stats().Reaped)
 	assert.Equal(t, 1, h.Stats().Connections)
@@ -157,7 +158,7 @@ func TestPingRoundHoldsNoGoroutinePerPeer(t *testing.T) {
 	}
 	eventually(t, func() bool { return h.Stats().Connections == n })
 	base := runtime.NumGoroutine()
-	_, err := conns[n-1].readUntil(opPing) // the round has started
+	_, err := conns[n-1].readUntil(wsframe.OpPing) // the round has started
 	require.NoError(t, err)
 	time.Sleep(200 * time.Millisecond) // the writers that sent the pings are done
 	during := runtime.NumGoroutine()

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wspub/wspub/internal/wsframe"
 	"github.com/wspub/wspub/internal/wstest"
 )
 
@@ -110,7 +111,7 @@ func TestEndedConnectionsLeaveNoHeap(t *testing.T) {
 			opts:   Options{PingInterval: 2 * time.Second, PongTimeout: 1900 * time.Millisecond},
 			settle: 2 * time.Second, // the warm-up's round is over
 			end: func(t *testing.T, r *endingRound) {
-				_, err := r.conns[0].readUntil(opPing)
+				_, err := r.conns[0].readUntil(wsframe.OpPing)
 				require.NoError(t, err)
 				closeClients(r)
 				waitGone(t, r.hub)
@@ -226,7 +227,7 @@ func TestEndedConnectionsLeaveNoHeap(t *testing.T) {
 							if !assert.NoError(t, err) {
 								return
 							}
-							assert.NoError(t, c.writeFrame(opText, true, []byte(`{"type":"subscribe","channel":"room"}`)))
+							assert.NoError(t, c.writeFrame(wsframe.OpText, true, []byte(`{"type":"subscribe","channel":"room"}`)))
 							r.conns[i] = c
 						}
 					}()

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/wspub/wspub/internal/wsframe"
 )
 
 // rawConn is a WebSocket client written on a bare TCP connection, for what a library
@@ -24,15 +26,6 @@ type rawConn struct {
 	net.Conn
 	br *bufio.Reader
 }
-
-// WebSocket opcodes (RFC 6455 section 5.2).
-const (
-	opContinuation = 0x0
-	opText         = 0x1
-	opClose        = 0x8
-	opPing         = 0x9
-	opPong         = 0xa
-)
 
 // rawDialer configures dialRaw.
 type rawDialer struct {
@@ -107,25 +100,10 @@ func (c *rawConn) writeFrame(op byte, fin bool, payload []byte) error {
 	return writeClientFrame(c.Conn, op, fin, payload)
 }
 
-// appendClientFrame appends a masked client frame (with a zero mask, which leaves the
-// payload as it is) to b.
+// appendClientFrame appends a masked client frame, with a zero mask, which leaves the
+// payload as it is, to b.
 func appendClientFrame(b []byte, op byte, fin bool, payload []byte) []byte {
-	b0 := op
-	if fin {
-		b0 |= 0x80
-	}
-	switch n := len(payload); {
-	case n < 126:
-		b = append(b, b0, 0x80|byte(n))
-	case n <= 0xffff:
-		b = append(b, b0, 0x80|126)
-		b = binary.BigEndian.AppendUint16(b, uint16(n))
-	default:
-		b = append(b, b0, 0x80|127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
-	}
-	b = append(b, 0, 0, 0, 0) // masking key
-	return append(b, payload...)
+	return wsframe.AppendClient(b, op, fin, 0, payload)
 }
 
 func writeClientFrame(w io.Writer, op byte, fin bool, payload []byte) error {
@@ -136,7 +114,7 @@ func writeClientFrame(w io.Writer, op byte, fin bool, payload []byte) error {
 // sendText sends one text message.
 func (c *rawConn) sendText(t testing.TB, s string) {
 	t.Helper()
-	require.NoError(t, c.writeFrame(opText, true, []byte(s)))
+	require.NoError(t, c.writeFrame(wsframe.OpText, true, []byte(s)))
 }
 
 // readFrame reads one server frame (servers never mask).
@@ -182,21 +160,21 @@ func (c *rawConn) readUntil(op byte) ([]byte, error) {
 // closeHandshake sends a close frame, reads until the server's, and closes the socket.
 func (c *rawConn) closeHandshake() error {
 	defer c.Close()
-	if err := c.writeFrame(opClose, true, []byte{0x03, 0xe8}); err != nil { // 1000
+	if err := c.writeFrame(wsframe.OpClose, true, []byte{0x03, 0xe8}); err != nil { // 1000
 		return err
 	}
-	_, err := c.readUntil(opClose)
+	_, err := c.readUntil(wsframe.OpClose)
 	return err
 }
 
 // answerClose reads until the server's close frame, echoes it and closes the socket.
 func (c *rawConn) answerClose() error {
 	defer c.Close()
-	payload, err := c.readUntil(opClose)
+	payload, err := c.readUntil(wsframe.OpClose)
 	if err != nil {
 		return err
 	}
-	return c.writeFrame(opClose, true, payload)
+	return c.writeFrame(wsframe.OpClose, true, payload)
 }
 
 // reset closes the TCP connection with an RST instead of a FIN.

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/wspub/wspub/internal/wsframe"
 )
 
 // Kinds of frame flood (run -flood-kind).
@@ -89,14 +91,14 @@ const frameSize = 6
 // write floods until ctx ends, the run stops it, or the connection fails.
 func (f *flooder) write(ctx context.Context) {
 	defer close(f.wdone)
-	op := byte(opPing)
+	op := byte(wsframe.OpPing)
 	switch f.kind {
 	case floodPong:
-		op = opPong
+		op = wsframe.OpPong
 	case floodContinuation:
-		op = opContinuation
+		op = wsframe.OpContinuation
 		// The message that never ends: a text frame without FIN, empty.
-		if _, err := f.rc.writeRaw(f.rc.appendFrame(nil, opText, false, nil)); err != nil {
+		if _, err := f.rc.writeRaw(f.rc.appendFrame(nil, wsframe.OpText, false, nil)); err != nil {
 			return
 		}
 		f.frames.Add(1)
@@ -104,7 +106,7 @@ func (f *flooder) write(ctx context.Context) {
 	}
 	buf := make([]byte, 0, floodChunk)
 	for len(buf)+frameSize <= floodChunk {
-		buf = f.rc.appendFrame(buf, op, op != opContinuation, nil)
+		buf = f.rc.appendFrame(buf, op, op != wsframe.OpContinuation, nil)
 	}
 	for ctx.Err() == nil && !f.stopping.Load() {
 		n, err := f.rc.writeRaw(buf)

@@ -22,6 +22,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/wspub/wspub"
+
+	"github.com/wspub/wspub/internal/wsframe"
 )
 
 // rawConn is a WebSocket client on a socket of its own, for what a WebSocket library will
@@ -68,16 +70,6 @@ func (e *handshakeError) Error() string {
 
 // wsGUID is the key suffix of RFC 6455, section 1.3.
 const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-// Opcodes of RFC 6455, section 5.2.
-const (
-	opContinuation = 0x0
-	opText         = 0x1
-	opBinary       = 0x2
-	opClose        = 0x8
-	opPing         = 0x9
-	opPong         = 0xA
-)
 
 // maxRawMessage bounds a data message a rawConn reads: far above the frames of a batch of
 // bench messages.
@@ -186,31 +178,9 @@ func (c *rawConn) upgrade(u *url.URL, header http.Header) error {
 	return nil
 }
 
-// appendFrame appends one masked client frame to b.
+// appendFrame appends one client frame, masked with a random key, to b.
 func (c *rawConn) appendFrame(b []byte, op byte, fin bool, payload []byte) []byte {
-	b0 := op
-	if fin {
-		b0 |= 0x80
-	}
-	switch n := len(payload); {
-	case n < 126:
-		b = append(b, b0, 0x80|byte(n))
-	case n <= 0xFFFF:
-		b = append(b, b0, 0x80|126)
-		b = binary.BigEndian.AppendUint16(b, uint16(n))
-	default:
-		b = append(b, b0, 0x80|127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
-	}
-	key := uint32(c.rng.Uint64())
-	b = binary.BigEndian.AppendUint32(b, key)
-	m := b[len(b)-4:]
-	start := len(b)
-	b = append(b, payload...)
-	for i := range payload {
-		b[start+i] ^= m[i&3]
-	}
-	return b
+	return wsframe.AppendClient(b, op, fin, uint32(c.rng.Uint64()), payload)
 }
 
 // writeFrame writes one masked frame. After a close frame nothing more is written.
@@ -221,7 +191,7 @@ func (c *rawConn) writeFrame(op byte, fin bool, payload []byte) error {
 		return net.ErrClosed
 	}
 	c.wbuf = c.appendFrame(c.wbuf[:0], op, fin, payload)
-	if op == opClose {
+	if op == wsframe.OpClose {
 		c.closeSent = true
 	}
 	_, err := c.conn.Write(c.wbuf)
@@ -242,7 +212,7 @@ func (c *rawConn) writeRaw(b []byte) (int, error) {
 // writeClose starts the close handshake with code.
 func (c *rawConn) writeClose(code websocket.StatusCode, reason string) error {
 	p := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(reason)), uint16(code))
-	return c.writeFrame(opClose, true, append(p, reason...))
+	return c.writeFrame(wsframe.OpClose, true, append(p, reason...))
 }
 
 // closeError is a close frame the server sent.
@@ -288,7 +258,7 @@ func (c *rawConn) next(answer func() bool) (byte, []byte, error) {
 			}
 			n = binary.BigEndian.Uint64(hdr[2:10])
 		}
-		if op >= opClose { // control frame
+		if op >= wsframe.OpClose { // control frame
 			if n > 125 || !fin {
 				return 0, nil, fmt.Errorf("invalid control frame (opcode %d, %d bytes, fin %v)", op, n, fin)
 			}
@@ -297,14 +267,14 @@ func (c *rawConn) next(answer func() bool) (byte, []byte, error) {
 				return 0, nil, err
 			}
 			switch op {
-			case opPing:
+			case wsframe.OpPing:
 				if answer() {
-					if err := c.writeFrame(opPong, true, p[:n]); err != nil && !errors.Is(err, net.ErrClosed) {
+					if err := c.writeFrame(wsframe.OpPong, true, p[:n]); err != nil && !errors.Is(err, net.ErrClosed) {
 						return 0, nil, err
 					}
 				}
-			case opPong:
-			case opClose:
+			case wsframe.OpPong:
+			case wsframe.OpClose:
 				ce := &closeError{Code: websocket.StatusNoStatusRcvd}
 				if n >= 2 {
 					ce.Code = websocket.StatusCode(binary.BigEndian.Uint16(p[:2]))
@@ -325,16 +295,16 @@ func (c *rawConn) next(answer func() bool) (byte, []byte, error) {
 			continue
 		}
 		switch {
-		case op == opContinuation && !inMessage:
+		case op == wsframe.OpContinuation && !inMessage:
 			return 0, nil, errors.New("continuation frame outside a message")
-		case op != opContinuation && inMessage:
+		case op != wsframe.OpContinuation && inMessage:
 			return 0, nil, errors.New("new message inside a fragmented one")
-		case op != opContinuation && op != opText && op != opBinary:
+		case op != wsframe.OpContinuation && op != wsframe.OpText && op != wsframe.OpBinary:
 			return 0, nil, fmt.Errorf("unknown opcode %d", op)
 		case uint64(len(c.msg))+n > maxRawMessage:
 			return 0, nil, fmt.Errorf("message of more than %d bytes", maxRawMessage)
 		}
-		if op != opContinuation {
+		if op != wsframe.OpContinuation {
 			msgOp, inMessage = op, true
 		}
 		start := len(c.msg)

@@ -48,14 +48,23 @@ func runMain(args []string, stdout, stderr io.Writer) (failed bool, err error) {
 		return false, err
 	}
 	cfg.Progress = stderr
+	return measure(stdout, stderr, func(ctx context.Context) (*result, error) { return runBench(ctx, cfg) },
+		func(res *result) { printSummary(stderr, cfg, res) })
+}
+
+// measure runs bench under a context that SIGINT and SIGTERM cancel, prints its summary
+// on stderr and its result as one JSON line on stdout, and reports whether it failed:
+// what run and soak share.
+func measure[R interface{ failed() bool }](stdout, stderr io.Writer, bench func(context.Context) (R, error),
+	summary func(R)) (failed bool, err error) {
 	logNoFile(stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	res, err := runBench(ctx, cfg)
+	res, err := bench(ctx)
 	if err != nil {
 		return false, err
 	}
-	printSummary(stderr, cfg, res)
+	summary(res)
 	line, err := json.Marshal(res)
 	if err != nil {
 		return false, err

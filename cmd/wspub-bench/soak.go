@@ -14,13 +14,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/signal"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -71,20 +69,8 @@ func soakMain(args []string, stdout, stderr io.Writer) (failed bool, err error) 
 		return false, err
 	}
 	cfg.Progress = stderr
-	logNoFile(stderr)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	res, err := soakBench(ctx, cfg)
-	if err != nil {
-		return false, err
-	}
-	printSoakSummary(stderr, res)
-	line, err := json.Marshal(res)
-	if err != nil {
-		return false, err
-	}
-	fmt.Fprintf(stdout, "%s\n", line)
-	return res.failed(), nil
+	return measure(stdout, stderr, func(ctx context.Context) (*soakResult, error) { return soakBench(ctx, cfg) },
+		func(res *soakResult) { printSoakSummary(stderr, res) })
 }
 
 func parseSoakFlags(args []string, stderr io.Writer) (soakConfig, error) {

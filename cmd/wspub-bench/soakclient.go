@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/wspub/wspub/internal/wsframe"
 )
 
 // way is a way for a soak client to leave.
@@ -167,7 +169,7 @@ func (s *soaker) join(ctx context.Context, w way, channel string) (*soakClient, 
 	c := &soakClient{s: s, way: w, channel: channel, rc: rc,
 		acked: make(chan struct{}), picked: make(chan struct{}), done: make(chan struct{}), slot: -1}
 	sub := append(append([]byte(`{"type":"subscribe","channel":`), strconv.Quote(channel)...), `,"id":"1"}`...)
-	if err := rc.writeFrame(opText, true, sub); err != nil {
+	if err := rc.writeFrame(wsframe.OpText, true, sub); err != nil {
 		_ = rc.Close()
 		return nil, err
 	}
@@ -222,7 +224,7 @@ func (c *soakClient) read() {
 			c.stall()
 			return
 		}
-		if op == opText {
+		if op == wsframe.OpText {
 			c.frame(msg, state)
 		}
 	}
@@ -331,7 +333,7 @@ func (c *soakClient) stall() {
 	// once, whereas the FIN it queued behind the data this client did not read may take
 	// many seconds to come (its zero-window probes have backed off). Then the reading:
 	// what is buffered, then the end, or the messages of a connection still served.
-	err := c.rc.writeFrame(opPing, true, []byte("stalled"))
+	err := c.rc.writeFrame(wsframe.OpPing, true, []byte("stalled"))
 	if err == nil {
 		_ = c.rc.conn.SetReadDeadline(time.Now().Add(stallDrain))
 		no := func() bool { return false }
@@ -384,21 +386,9 @@ func (c *soakClient) finish(err error) {
 	eof := isEOF(err)
 	cut := isClosed(s.stopped)
 	switch c.way {
-	case wayClose:
+	case wayClose, wayFIN:
 		switch {
-		case isClose:
-			ws.record(outcomeOK, d, 0)
-		case timeout && cut:
-			ws.record(outcomeCut, 0, 0)
-		case timeout:
-			ws.record(outcomeLate, 0, 0)
-			_ = c.rc.reset()
-		default:
-			ws.record(outcomeOther, 0, closeCode(err))
-		}
-	case wayFIN:
-		switch {
-		case isClose || eof:
+		case isClose || (eof && c.way == wayFIN): // after a FIN the server may just close too
 			ws.record(outcomeOK, d, 0)
 		case timeout && cut:
 			ws.record(outcomeCut, 0, 0)
