@@ -65,6 +65,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/wspub/wspub"
+	"github.com/wspub/wspub/internal/leavecall"
 )
 
 // Errors of the Broker. Errors of NATS itself are returned as nats.go returns them.
@@ -222,10 +223,7 @@ type Broker struct {
 	connected  atomic.Bool
 	lastStatus atomic.Int32 // a nats.Status
 
-	// pending holds a token per Publish under way in nats.go (MaxPendingPublishes),
-	// abandoned counts those whose caller has left.
-	pending   chan struct{}
-	abandoned atomic.Int64
+	calls *leavecall.Group // the Publishes under way in nats.go (MaxPendingPublishes)
 
 	closed  atomic.Bool
 	outages atomic.Uint64
@@ -254,7 +252,7 @@ func New(nc *nats.Conn, opts *Options) (*Broker, error) {
 		dirty:   make(map[string]struct{}),
 		waiters: make(map[string][]*waiter),
 		wake:    make(chan struct{}, 1),
-		pending: make(chan struct{}, o.MaxPendingPublishes),
+		calls:   leavecall.New(o.MaxPendingPublishes),
 		done:    make(chan struct{}),
 	}
 	b.connected.Store(nc.IsConnected()) // Start reads it again, then control follows it

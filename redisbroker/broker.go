@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/wspub/wspub"
+	"github.com/wspub/wspub/internal/leavecall"
 )
 
 var (
@@ -126,10 +127,7 @@ type Broker struct {
 	state   atomic.Int32 // stateConnecting, stateUp or stateDown; written by the reader only
 	outages atomic.Uint64
 
-	// pending holds a token per PUBLISH command under way (Options.MaxPendingPublishes),
-	// abandoned counts those whose caller has left.
-	pending   chan struct{}
-	abandoned atomic.Int64
+	publishes *leavecall.Group // the PUBLISH commands under way (Options.MaxPendingPublishes)
 
 	// cmdSem is held by the commander while it sends the subscription's commands (a
 	// test holds it to keep changes from being sent).
@@ -183,7 +181,7 @@ func New(client redis.UniversalClient, opts *Options) *Broker {
 		log:       o.Logger,
 		ctx:       ctx,
 		cancel:    cancel,
-		pending:   make(chan struct{}, o.MaxPendingPublishes),
+		publishes: leavecall.New(o.MaxPendingPublishes),
 		cmdSem:    make(chan struct{}, 1),
 		wake:      make(chan struct{}, 1),
 		kick:      make(chan struct{}, 1),
