@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -458,7 +457,7 @@ func (r *runner) stats(ctx context.Context, gc bool) (serverStats, error) {
 	if err != nil {
 		return st, err
 	}
-	err = r.do(req, http.StatusOK, &st)
+	err = doJSON(r.http, req, http.StatusOK, &st)
 	return st, err
 }
 
@@ -469,33 +468,13 @@ func (r *runner) trigger(ctx context.Context) (publishResponse, error) {
 	if err != nil {
 		return resp, err
 	}
-	if err := r.do(req, http.StatusAccepted, &resp); err != nil {
+	if err := doJSON(r.http, req, http.StatusAccepted, &resp); err != nil {
 		return resp, fmt.Errorf("trigger: %w", err)
 	}
 	if resp.Published != r.cfg.Msgs {
 		return resp, fmt.Errorf("trigger: the server published %d messages, not %d", resp.Published, r.cfg.Msgs)
 	}
 	return resp, nil
-}
-
-// do sends req and decodes its JSON answer into v, which must come with status want.
-func (r *runner) do(req *http.Request, want int, v any) error {
-	resp, err := r.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != want {
-		return fmt.Errorf("%s %s: %s: %s", req.Method, req.URL, resp.Status, strings.TrimSpace(string(body)))
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("%s %s: %w", req.Method, req.URL, err)
-	}
-	return nil
 }
 
 // sleep sleeps for d or until ctx ends.
