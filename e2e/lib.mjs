@@ -35,8 +35,16 @@ export const skipReason = existsSync(chromiumPath) || process.env.CI === "true"
   ? ""
   : `no Chromium at ${chromiumPath} (apt-get install chromium, or set CHROMIUM)`;
 
-/** Where screenshots go: $E2E_SCREENSHOT_DIR, else examples/screenshots. */
-export const screenshotDir = process.env.E2E_SCREENSHOT_DIR || join(repoRoot, "examples", "screenshots");
+/**
+ * Where screenshots go: $E2E_SCREENSHOT_DIR (scripts/screenshots sets it to
+ * examples/screenshots to refresh the committed ones), else a temporary directory that
+ * is removed when the test process exits, so that running the tests leaves the checkout
+ * as it was.
+ */
+const keepScreenshots = Boolean(process.env.E2E_SCREENSHOT_DIR);
+export const screenshotDir = keepScreenshots
+  ? resolve(process.env.E2E_SCREENSHOT_DIR)
+  : join(tmpdir(), `wspub-e2e-screenshots-${process.pid}`);
 
 export const VIEWPORT = { width: 1000, height: 700 };
 const WAIT_TIMEOUT = 10_000; // default timeout of every page wait
@@ -55,29 +63,42 @@ const run = promisify(execFile);
 // ---- binaries ----------------------------------------------------------------------
 
 let binDir = null;
-const builds = new Map(); // example name -> Promise<path>
+const builds = new Map(); // binary name -> Promise<path>
+
+/** A temporary directory of this test process, removed when it exits. */
+export function tempDir() {
+  binDir ??= mkdtempSync(join(tmpdir(), "wspub-e2e-bin-"));
+  return binDir;
+}
+
+/**
+ * Builds the Go package pkg of the module in dir (relative to the repository's root)
+ * once per test process, as the binary name, and returns its path.
+ */
+export function buildGo(name, dir, pkg) {
+  if (!builds.has(name)) {
+    builds.set(name, (async () => {
+      const out = join(tempDir(), name);
+      try {
+        await run("go", ["build", "-o", out, pkg], { cwd: join(repoRoot, dir), maxBuffer: 16 << 20 });
+      } catch (err) {
+        throw new Error(`go build of ${pkg} in ${dir} failed:\n${err.stderr || err.message}`);
+      }
+      return out;
+    })());
+  }
+  return builds.get(name);
+}
 
 /**
  * Builds examples/<name> once per test process and returns the binary's path. Examples
  * with a go.mod of their own (auth) are built from their directory.
  */
 export function buildExample(name) {
-  if (!builds.has(name)) {
-    builds.set(name, (async () => {
-      binDir ??= mkdtempSync(join(tmpdir(), "wspub-e2e-bin-"));
-      const out = join(binDir, name);
-      const dir = join(repoRoot, "examples", name);
-      const nested = existsSync(join(dir, "go.mod"));
-      try {
-        await run("go", nested ? ["build", "-o", out, "."] : ["build", "-o", out, `./examples/${name}`],
-          { cwd: nested ? dir : repoRoot, maxBuffer: 16 << 20 });
-      } catch (err) {
-        throw new Error(`go build of examples/${name} failed:\n${err.stderr || err.message}`);
-      }
-      return out;
-    })());
-  }
-  return builds.get(name);
+  const dir = join("examples", name);
+  return existsSync(join(repoRoot, dir, "go.mod"))
+    ? buildGo(name, dir, ".")
+    : buildGo(name, ".", `./examples/${name}`);
 }
 
 /** A free TCP port on 127.0.0.1 (listen on port 0, read it, close). */
@@ -164,6 +185,7 @@ const liveServers = new Set();
 process.on("exit", () => {
   for (const s of liveServers) if (s.running) s.proc.kill("SIGKILL");
   if (binDir) rmSync(binDir, { recursive: true, force: true });
+  if (!keepScreenshots) rmSync(screenshotDir, { recursive: true, force: true });
 });
 for (const sig of ["SIGINT", "SIGTERM"]) {
   process.once(sig, () => {
@@ -190,9 +212,10 @@ export function harness() {
      * Builds and starts examples/<name> with -addr 127.0.0.1:<port> and args, and waits
      * until it serves. opts.port: a fixed port (to restart a server on the same one);
      * otherwise a free one is picked (and picked again if it was taken meanwhile).
+     * opts.bin: a binary to run (a Promise of its path) instead of the example's.
      */
     async start(name, args = [], opts = {}) {
-      const bin = await buildExample(name);
+      const bin = await (opts.bin ?? buildExample(name));
       for (let attempt = 0; ; attempt++) {
         const port = opts.port ?? await freePort();
         const srv = new Server(name, bin, port, args);
