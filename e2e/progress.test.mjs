@@ -16,7 +16,7 @@ describe("progress example", { skip: skipReason || false, timeout: 60_000 }, () 
     const page = await h.page();
     await page.goto(srv.url);
     await waitState(page, "open");
-    assert.equal(await text(page, "#conn-state"), "connected");
+    assert.equal(await text(page, "#conn-state"), "open");
 
     // One job.
     await page.fill("#symbol", "AAPL");

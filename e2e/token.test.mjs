@@ -92,7 +92,7 @@ describe("auth: JWT login", { skip: skipReason || false, timeout: 60_000 }, () =
     await page.fill("#user", name);
     await page.click('#login-form button[type="submit"]');
     await waitState(page, "open");
-    assert.equal(await text(page, "#conn-state"), `connected as ${name}`);
+    assert.equal(await text(page, "#conn-state"), `open as ${name}`);
     assert.equal(await text(page, "#me"), name);
     assert.equal(await text(page, "#my-channel"), `user:${name}`);
     // The server subscribes every connection to user:<name> itself (OnConnect).
