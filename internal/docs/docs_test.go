@@ -118,3 +118,13 @@ func snippetModule(t *testing.T) string {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "go.sum"), sum, 0o644))
 	return dir
 }
+
+// The README's pages are meant to be pasted into a Go raw string, as the Quickstart's
+// page is: a backquote would end the string.
+func TestBrowserPagesPasteIntoAGoRawString(t *testing.T) {
+	for _, s := range snippets(t) {
+		if s.Lang == "html" {
+			assert.NotContains(t, s.Code, "`", "%s: a backquote cannot be pasted into a Go raw string", s.Where())
+		}
+	}
+}
