@@ -44,6 +44,7 @@ type Hub struct {
 	epoch         time.Time // of clock
 	reg           *registry
 	stats         counters
+	refusals      *refusalLog
 	frames        sync.Pool // *[]byte where a writer joins the messages of one frame
 	segments      sync.Pool // *segment of send queues
 	gathers       sync.Pool // *[]byte where a writer gathers its frames for one write(2)
@@ -91,6 +92,7 @@ func New(opts *Options) *Hub {
 		h.log.LogAttrs(context.Background(), slog.LevelError, "wspub_bad_origin_pattern",
 			slog.String("pattern", p), slog.String("effect", "matches no origin"))
 	}
+	h.refusals = newRefusalLog(h.clock)
 	h.interest.seed = maphash.MakeSeed()
 	h.startBroker()
 	h.wg.Add(1)
@@ -134,25 +136,38 @@ func (h *Hub) handler(typ string) Handler {
 // upgrade, 401 when Options.Authenticate fails, 503 at Options.MaxConns, 429 at
 // Options.MaxConnsPerUser, and 400 for a malformed handshake. Nothing is allocated for a
 // refused request.
+//
+// The error's text says what to change; a 403's names the pattern to add:
+// wspub: origin "https://app.example" not allowed; add "app.example" to Options.OriginPatterns.
+// Every refusal is counted in Stats.Rejected and logged as websocket_rejected, at most
+// once a minute for each cause (each origin, for 403), with the number of refusals not
+// logged since in "suppressed": at Warn for those that mean a misconfiguration (501, 403,
+// and a 401 for a request that carried no credential at all: no bearer.<token>
+// subprotocol, Authorization header, cookie or query string), at Info for the others. A
+// refusal of a request that is not a WebSocket upgrade (the first four checks) carries
+// Access-Control-Allow-Origin with the request's Origin, so that a browser client of
+// another origin can read why its handshakes fail (see PROTOCOL.md): it depends on no
+// credential and holds no secret.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.enter() {
-		h.reject(w, r, http.StatusServiceUnavailable, "server shutting down")
+		h.reject(w, r, http.StatusServiceUnavailable, causeShuttingDown, "server shutting down")
 		return
 	}
 	defer h.wg.Done()
 	if !canHijack(w) {
-		h.reject(w, r, http.StatusNotImplemented,
-			"the ResponseWriter cannot be hijacked; mount the hub outside timeout and compression middleware")
+		h.reject(w, r, http.StatusNotImplemented, causeNotHijackable,
+			"the ResponseWriter cannot be hijacked; mount the hub outside timeout and compression "+
+				"middleware (such as http.TimeoutHandler)")
 		return
 	}
 	if ok, origin := h.origins.allowed(r); !ok {
-		h.reject(w, r, http.StatusForbidden, "origin "+strconv.Quote(origin)+" not allowed")
+		h.reject(w, r, http.StatusForbidden, causeOrigin, h.origins.refusal(origin, r))
 		return
 	}
 	if !isUpgrade(r) { // before Authenticate: a plain GET costs no token check
 		w.Header().Set("Connection", "Upgrade")
 		w.Header().Set("Upgrade", "websocket")
-		h.reject(w, r, http.StatusUpgradeRequired, "this endpoint speaks WebSocket only")
+		h.reject(w, r, http.StatusUpgradeRequired, causeNotUpgrade, "this endpoint speaks WebSocket only")
 		return
 	}
 	var id Identity
@@ -170,16 +185,23 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="wspub"`)
-			h.reject(w, r, http.StatusUnauthorized, "unauthorized", slog.String("error", err.Error()))
+			if carriesCredentials(r) {
+				h.reject(w, r, http.StatusUnauthorized, causeBadCredentials, "unauthorized",
+					slog.String("error", err.Error()))
+			} else {
+				h.reject(w, r, http.StatusUnauthorized, causeNoCredentials, "unauthorized: the request "+
+					"carried no credentials (no bearer.<token> subprotocol, Authorization header, cookie "+
+					"or query string); give the client its token (wspub.js: the token option)", slog.String("error", err.Error()))
+			}
 			return
 		}
 	}
 	switch h.reg.reserve(id.UserID) {
 	case hubFull:
-		h.reject(w, r, http.StatusServiceUnavailable, "too many connections")
+		h.reject(w, r, http.StatusServiceUnavailable, causeHubFull, "too many connections")
 		return
 	case userFull:
-		h.reject(w, r, http.StatusTooManyRequests, "too many connections for this user")
+		h.reject(w, r, http.StatusTooManyRequests, causeUserFull, "too many connections for this user")
 		return
 	}
 	if id.UserID != "" { // reachable by SendToUser on every node once the handshake is done
@@ -201,10 +223,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if id.UserID != "" {
 			h.syncInterest(brokerUserPrefix + id.UserID)
 		}
-		h.stats.rejected.Add(1)
-		h.log.LogAttrs(r.Context(), slog.LevelInfo, "websocket_rejected",
-			slog.String("remote_addr", r.RemoteAddr), slog.String("origin", c.origin),
-			slog.String("error", err.Error()))
+		h.logRefusal(r, http.StatusBadRequest, causeBadHandshake, "bad handshake", slog.String("error", err.Error()))
 		return
 	}
 	c.ws, c.raw, c.wire = ws, hw.conn, hw.wire
@@ -273,18 +292,6 @@ func (h *Hub) isClosed() bool {
 	default:
 		return false
 	}
-}
-
-// reject refuses an upgrade request with an HTTP error, counted and logged; extra
-// attributes (such as the Authenticate error) go to the log only, never to the client.
-func (h *Hub) reject(w http.ResponseWriter, r *http.Request, status int, msg string, extra ...slog.Attr) {
-	h.stats.rejected.Add(1)
-	attrs := append([]slog.Attr{
-		slog.String("remote_addr", r.RemoteAddr), slog.String("origin", r.Header.Get("Origin")),
-		slog.Int("status", status), slog.String("reason", msg),
-	}, extra...)
-	h.log.LogAttrs(r.Context(), slog.LevelInfo, "websocket_rejected", attrs...)
-	http.Error(w, "wspub: "+msg, status)
 }
 
 // isUpgrade reports whether r asks for a WebSocket upgrade; websocket.Accept checks the

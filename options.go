@@ -55,11 +55,15 @@ type Handler func(ctx context.Context, c *Conn, m ClientMessage) error
 // the struct, so the caller's value is never changed.
 type Options struct {
 	// Logger receives structured logs: websocket_connected, websocket_subscribed,
-	// websocket_unsubscribed, websocket_disconnected, websocket_rejected and
-	// websocket_shutdown at Info; websocket_reaped, websocket_slow_consumer,
-	// websocket_messages_dropped and websocket_handler_error at Warn; websocket_panic at
-	// Error; per-message events (websocket_message, websocket_error_reply) at Debug only.
-	// Default: nil, no logs.
+	// websocket_unsubscribed, websocket_disconnected and websocket_shutdown at Info;
+	// websocket_reaped, websocket_slow_consumer, websocket_messages_dropped and
+	// websocket_handler_error at Warn; websocket_panic at Error; per-message events
+	// (websocket_message, websocket_error_reply) at Debug only. A refused upgrade request
+	// is websocket_rejected, at Warn when it means a misconfiguration (501: mounted behind
+	// middleware; 403: an origin OriginPatterns lacks; 401 for a request without any
+	// credential) and at Info otherwise, at most once a minute per cause (per origin, for
+	// 403), with the refusals not logged since counted in its "suppressed" attribute (see
+	// Hub.ServeHTTP). Default: nil, no logs.
 	Logger *slog.Logger
 
 	// Authenticate, if set, runs before the upgrade and establishes the connection's
@@ -76,9 +80,10 @@ type Options struct {
 	// http:// page and the hub is reached over TLS (directly, or through a proxy that says
 	// so with X-Forwarded-Proto: https): a page anyone on the network can rewrite does not
 	// get the credentials of the secure site. A request without an Origin header is allowed
-	// too (not from a browser: browsers always send one on a WebSocket handshake). Any other origin is refused with HTTP 403 before the upgrade.
-	// A malformed pattern matches nothing and is logged by New. Default: nil, same origin
-	// only.
+	// too (not from a browser: browsers always send one on a WebSocket handshake). Any
+	// other origin is refused with HTTP 403 before the upgrade, with a text that names the
+	// pattern to add. A malformed pattern matches nothing and is logged by New. Default:
+	// nil, same origin only.
 	OriginPatterns []string
 
 	// InsecureSkipOriginCheck accepts every origin. Any web page can then open a

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 )
 
@@ -71,4 +72,39 @@ func downgrade(pageScheme string, r *http.Request) bool {
 	}
 	proto, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ",")
 	return strings.EqualFold(strings.TrimSpace(proto), "https")
+}
+
+// refusal returns what the 403 of a refused origin says: the origin, and how to allow it.
+// The pattern it suggests is the one OriginPatterns needs for this page (its host and
+// port, or scheme://host:port for an http:// page of the hub's own host reached over
+// TLS), with the characters path.Match treats as special escaped (an IPv6 literal has
+// brackets). An origin without a host ("null": a sandboxed iframe, a file: page) cannot
+// be allowed by any pattern, so the message names the other option.
+func (p *originPolicy) refusal(origin string, r *http.Request) string {
+	origin = cutUTF8(origin, maxKeptHeader)
+	msg := "origin " + strconv.Quote(origin) + " not allowed; "
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return msg + "a page without a host (a sandboxed iframe, a file: page) cannot be allowed by " +
+			"Options.OriginPatterns: serve it over http(s), or set Options.InsecureSkipOriginCheck " +
+			"if authentication does not rely on cookies"
+	}
+	host := strings.ToLower(u.Host)
+	if strings.EqualFold(u.Host, r.Host) { // refused only because of downgrade
+		return msg + "serve the page over https, or add " +
+			strconv.Quote(escapePattern(strings.ToLower(u.Scheme)+"://"+host)) + " to Options.OriginPatterns"
+	}
+	return msg + "add " + strconv.Quote(escapePattern(host)) + " to Options.OriginPatterns"
+}
+
+// escapePattern escapes what path.Match would read as a wildcard or a class.
+func escapePattern(s string) string {
+	var b strings.Builder
+	for _, c := range []byte(s) {
+		if c == '*' || c == '?' || c == '[' || c == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }

@@ -597,7 +597,7 @@ func hostileFrame(rng *rand.Rand) (websocket.MessageType, []byte) {
 func TestAuthenticateDetails(t *testing.T) {
 	logger, logs := wstest.NewLogger()
 	var checks atomic.Int64
-	h, url := startHub(t, &Options{Logger: logger, Authenticate: func(r *http.Request) (Identity, error) {
+	h, url, clk := startHubWithClock(t, &Options{Logger: logger, Authenticate: func(r *http.Request) (Identity, error) {
 		checks.Add(1)
 		switch r.URL.Query().Get("user") {
 		case "old":
@@ -606,12 +606,13 @@ func TestAuthenticateDetails(t *testing.T) {
 			return Identity{UserID: strings.Repeat("u", 257)}, nil
 		}
 		return Identity{}, errors.New("signature invalid")
-	}})
+	}}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	_, resp, err := websocket.Dial(ctx, url+"?user=old", nil)
 	require.Error(t, err)
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	clk.pass() // a refusal of the same cause is logged once per interval
 	_, resp, err = websocket.Dial(ctx, url+"?user=long", nil)
 	require.Error(t, err)
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "a user ID over 256 bytes")
