@@ -10,12 +10,21 @@ export type State = "connecting" | "open" | "reconnecting" | "closed";
  * when the client gave up on a silent server). With "reconnecting", also the delay
  * before the next attempt (ms) and the backoff exponent of that delay: delay is in
  * [0, min(backoff.max, backoff.min * 2 ** attempt)]. "open" has no detail.
+ *
+ * status is set once a preflight (a plain GET of the hub's URL, after 3 attempts in a
+ * row that never opened) has learned something, and reason is then what it learned: with
+ * "closed", the HTTP status and text of a refusal no retry can cure (403: the page's
+ * origin is not in the server's OriginPatterns; 501: the hub is mounted behind
+ * middleware); with "reconnecting", 426 (the hub is there and refuses the handshake
+ * itself: a token or capacity), 503 (shutting down), or the status of an answer that is
+ * not a wspub hub's (404: a wrong URL), kept until the connection opens.
  */
 export interface StateDetail {
   code: number;
   reason: string;
   delay?: number;
   attempt?: number;
+  status?: number;
 }
 
 /** The part of the WebSocket API the client uses: the browser's, or node's `ws` package. */
@@ -48,6 +57,12 @@ export interface ConnectOptions {
   subscribeRetry?: number;
   /** The WebSocket constructor. Default: globalThis.WebSocket (node 20 has none: pass `ws`). */
   WebSocket?: new (url: string, protocols?: string | string[]) => WebSocketLike;
+  /**
+   * The fetch of the preflight, called as fetch(url, {method: "GET", credentials: "omit",
+   * cache: "no-store", signal}); null turns the preflight off. Default: globalThis.fetch.
+   */
+  fetch?: ((url: string, init: { method: string; credentials: string; cache: string; signal: AbortSignal }) =>
+    Promise<{ status: number; text(): Promise<string> }>) | null;
 }
 
 /** Any message from the server. Unknown keys may appear in later protocol revisions. */

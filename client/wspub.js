@@ -18,6 +18,14 @@ const FINAL_CODES = new Set([1003, 1008]);
 const REPLY_TYPES = new Set(["subscribed", "unsubscribed", "published", "pong", "error"]);
 // A connection that stayed open this long resets the backoff.
 const STABLE_MS = 5000;
+// After this many attempts in a row that never opened (and every as many after), the
+// client asks the hub why with a plain GET of its URL: a page cannot read the HTTP status
+// of a refused handshake, but the hub answers a GET with its refusal (PROTOCOL.md).
+const PREFLIGHT_AFTER = 3;
+const PREFLIGHT_TIMEOUT = 5000; // ms
+// Refusals of a wspub hub that no retry can cure (403 origin not allowed, 501 mounted
+// behind middleware): the client stops ("closed"), with the server's text as the reason.
+const FINAL_STATUSES = new Set([403, 501]);
 
 /**
  * Opens a connection to a wspub hub and keeps it open: it reconnects with exponential
@@ -27,7 +35,7 @@ const STABLE_MS = 5000;
  * @param {string | URL} url "ws://host/ws", or a path like "/ws" resolved against the
  *   page (ws: or wss: by the page's protocol)
  * @param {ConnectOptions} [options] token, protocols, pingInterval, pongTimeout, backoff,
- *   subscribeRetry, WebSocket: see wspub.d.ts and README.md
+ *   subscribeRetry, WebSocket, fetch: see wspub.d.ts and README.md
  * @returns {Client}
  */
 export function connect(url, options = {}) {
@@ -41,6 +49,7 @@ export function connect(url, options = {}) {
   const backoffMin = options.backoff?.min ?? 500;
   const backoffMax = options.backoff?.max ?? 30000;
   const subscribeRetry = options.subscribeRetry ?? 5000;
+  const fetchFn = options.fetch === undefined ? globalThis.fetch : options.fetch; // null: no preflight
 
   let state = "connecting";
   let ws = null; // the socket of the current attempt or connection
@@ -50,6 +59,9 @@ export function connect(url, options = {}) {
   let pingTimer = null;
   let pongTimer = null; // set while a ping waits for its pong
   let reconnectTimer = null;
+  let failures = 0; // attempts in a row whose socket closed before it opened
+  let finding = null; // {status, reason}: what the last preflight learned, until an open
+  let preflight = null; // {abort, timer} of the preflight under way
   const stateFns = new Set();
   const handlers = new Map(); // type -> Set of fn
   const subs = new Map(); // channel -> Set of subscription records
@@ -108,6 +120,8 @@ export function connect(url, options = {}) {
   function opened(s) {
     if (s !== ws) return;
     openedAt = Date.now();
+    failures = 0;
+    finding = null;
     for (const set of subs.values()) for (const sub of set) sendSubscribe(sub);
     const queued = outbox;
     outbox = [];
@@ -224,9 +238,46 @@ export function connect(url, options = {}) {
 
   /** The socket closed (or was given up on) with code and reason. */
   function lost(code, reason) {
+    const neverOpened = openedAt === 0;
     dropSocket("connection_lost");
     if (FINAL_CODES.has(code)) finish(code, reason);
+    else if (neverOpened && ++failures % PREFLIGHT_AFTER === 0 && typeof fetchFn === "function") ask(code, reason);
     else retry(code, reason);
+  }
+
+  /**
+   * The preflight: a plain GET of the hub's URL (ws: -> http:), without credentials,
+   * which a wspub hub answers with the refusal a handshake of this page gets before
+   * authentication (CORS-readable from any origin). A 403 or 501 of a wspub hub stops
+   * the client; any other answer is reported in the next "reconnecting" details; a
+   * failed request (network, CORS, timeout) changes nothing.
+   */
+  async function ask(code, reason) {
+    const url = target.replace(/^ws/, "http");
+    const abort = new AbortController();
+    const p = { abort, timer: setTimeout(() => abort.abort(), PREFLIGHT_TIMEOUT) };
+    preflight = p;
+    let found = null;
+    try {
+      const res = await fetchFn(url, { method: "GET", credentials: "omit", cache: "no-store", signal: abort.signal });
+      const text = String(await res.text()).trim();
+      if (!text.startsWith("wspub: ")) {
+        found = { status: res.status, reason: `wspub: not a wspub hub at ${url} (HTTP ${res.status})` };
+      } else if (res.status === 426) {
+        found = { status: 426, reason: "wspub: the hub answers at this URL but refuses the handshake itself (no or a rejected token, or too many connections: see the server's log)" };
+      } else {
+        found = { status: res.status, reason: text.slice(0, 500), final: FINAL_STATUSES.has(res.status) };
+      }
+    } catch {} // eslint-disable-line no-empty
+    clearTimeout(p.timer);
+    if (preflight !== p) return; // the client was closed meanwhile
+    preflight = null;
+    if (found?.final) {
+      finish(code, found.reason, found.status);
+      return;
+    }
+    if (found) finding = { status: found.status, reason: found.reason };
+    retry(code, reason);
   }
 
   /** Schedules the next attempt after a random delay in [0, min(max, min*2^attempt)]. */
@@ -236,13 +287,19 @@ export function connect(url, options = {}) {
     const cap = Math.min(backoffMax, backoffMin * 2 ** Math.min(attempt, 30));
     const delay = Math.round(Math.random() * cap);
     reconnectTimer = setTimeout(dial, delay);
-    setState("reconnecting", { code, reason, delay, attempt: attempt++ });
+    const detail = finding ? { code, reason: finding.reason, status: finding.status } : { code, reason };
+    setState("reconnecting", { ...detail, delay, attempt: attempt++ });
   }
 
   /** Stops for good: state "closed", nothing pending survives. */
-  function finish(code, reason) {
+  function finish(code, reason, status) {
     clearTimeout(reconnectTimer);
     reconnectTimer = null;
+    if (preflight !== null) {
+      clearTimeout(preflight.timer);
+      preflight.abort.abort();
+      preflight = null;
+    }
     dropSocket("closed");
     for (const [, pending] of outbox) if (pending) pending.reject(closedError());
     outbox = [];
@@ -253,7 +310,7 @@ export function connect(url, options = {}) {
       }
     }
     subs.clear();
-    setState("closed", { code, reason });
+    setState("closed", status === undefined ? { code, reason } : { code, reason, status });
   }
 
   const client = {

@@ -313,7 +313,88 @@ test("11. server-side subscription: messages reach c.on handlers only", { timeou
   assert.deepEqual(errors, []);
 });
 
-test("12. closed clients leave no timers behind", { timeout: TIMEOUT }, async () => {
+/** A WebSocket whose handshakes carry the Origin of a page elsewhere, as a browser's would. */
+const PAGE = "http://127.0.0.1:18301";
+class ElsewhereWebSocket extends WebSocket {
+  constructor(url, protocols) {
+    super(url, protocols, { origin: PAGE });
+  }
+}
+
+/** A fetch that records its calls and sends the Origin a browser would, of the page elsewhere. */
+function fetchFromElsewhere() {
+  const calls = [];
+  const f = (url, init) => {
+    calls.push({ url, init });
+    return fetch(url, { ...init, headers: { Origin: PAGE } });
+  };
+  return { fetch: f, calls };
+}
+
+test("12. a page of another origin: after 3 refused handshakes the preflight reads the 403 and the client closes, naming OriginPatterns", { timeout: TIMEOUT }, async (t) => {
+  const { fetch: f, calls } = fetchFromElsewhere();
+  const { c, states } = open(t, { WebSocket: ElsewhereWebSocket, fetch: f, backoff: { min: 10, max: 20 } }, "/ws-strict");
+  await until(() => c.state === "closed", "closed");
+  assert.deepEqual(states.map((s) => s.state), ["reconnecting", "reconnecting", "closed"]);
+  const { code, reason, status } = states.at(-1);
+  assert.equal(code, 1006);
+  assert.equal(status, 403);
+  assert.equal(reason, `wspub: origin "${PAGE}" not allowed; add "127.0.0.1:18301" to Options.OriginPatterns`);
+  assert.equal(calls.length, 1);
+  assert.equal(calls[0].url, `http://${addr}/ws-strict`);
+  assert.equal(calls[0].init.method, "GET");
+  assert.equal(calls[0].init.credentials, "omit");
+  await sleep(100); // several backoff periods: no attempt after closed
+  assert.equal(states.length, 3);
+});
+
+test("13. behind http.TimeoutHandler: the preflight reads the 501 and the client closes", { timeout: TIMEOUT }, async (t) => {
+  const { c, states } = open(t, { backoff: { min: 10, max: 20 } }, "/ws-timeout"); // globalThis.fetch
+  await until(() => c.state === "closed", "closed");
+  const last = states.at(-1);
+  assert.equal(last.code, 1006);
+  assert.equal(last.status, 501);
+  assert.match(last.reason, /^wspub: the ResponseWriter cannot be hijacked; .*http\.TimeoutHandler/);
+  assert.equal(states.filter((s) => s.state === "reconnecting").length, 2);
+});
+
+test("14. a rejected token: the preflight finds the hub (426) and the client keeps retrying, saying so", { timeout: TIMEOUT }, async (t) => {
+  const backoff = { min: 10, max: 20 };
+  const { c, states } = open(t, { token: "bad", backoff });
+  await until(() => states.length >= 5, "5 reconnecting states");
+  assert.equal(c.state, "reconnecting");
+  assert.ok(states.every((s) => s.state === "reconnecting" && s.code === 1006));
+  assert.deepEqual(states.slice(0, 2).map((s) => s.status), [undefined, undefined]);
+  for (const s of states.slice(2)) { // the third failure and after, until an open
+    assert.equal(s.status, 426);
+    assert.match(s.reason, /refuses the handshake itself/);
+  }
+  states.slice(0, 5).forEach((s, i) => assert.equal(s.attempt, i)); // the backoff goes on as before
+});
+
+test("15. a wrong URL: the preflight finds no wspub hub (404) and the client keeps retrying, saying so", { timeout: TIMEOUT }, async (t) => {
+  const { c, states } = open(t, { backoff: { min: 10, max: 20 } }, "/nothing-here");
+  await until(() => states.length >= 4, "4 reconnecting states");
+  assert.equal(c.state, "reconnecting");
+  const s = states[2];
+  assert.equal(s.status, 404);
+  assert.equal(s.reason, `wspub: not a wspub hub at http://${addr}/nothing-here (HTTP 404)`);
+  assert.equal(states[3].status, 404);
+});
+
+test("16. a preflight that fails (network, CORS) changes nothing", { timeout: TIMEOUT }, async (t) => {
+  let calls = 0;
+  const fail = async () => {
+    calls++;
+    throw new TypeError("fetch failed");
+  };
+  const { c, states } = open(t, { token: "bad", fetch: fail, backoff: { min: 10, max: 20 } });
+  await until(() => calls >= 2 && states.length >= 7, "two preflights");
+  assert.equal(c.state, "reconnecting");
+  assert.ok(states.every((s) => s.state === "reconnecting" && s.status === undefined && s.reason === ""));
+});
+
+test("17. closed clients leave no timers behind", { timeout: TIMEOUT }, async () => {
   // Every client of the tests above has been closed by its test's after hook.
   await sleep(50);
   const timers = process.getActiveResourcesInfo().filter((r) => r === "Timeout");

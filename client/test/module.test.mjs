@@ -57,7 +57,9 @@ async function until(cond, what, ms = 5000) {
 
 const clients = [];
 function connect(url = "ws://example.test/ws", options = {}) {
-  const c = wspub.connect(url, { WebSocket: FakeWebSocket, ...options });
+  // The preflight's fetch fails: these tests reach no network.
+  const fetch = () => Promise.reject(new TypeError("no network in these tests"));
+  const c = wspub.connect(url, { WebSocket: FakeWebSocket, fetch, ...options });
   clients.push(c);
   return c;
 }

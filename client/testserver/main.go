@@ -11,6 +11,11 @@
 //     with HTTP 401;
 //   - allows subscribing to any channel but "secret:*", and client publish to "chat:*".
 //
+// /ws-strict is a second hub with the defaults: only pages of its own origin may connect
+// (a client with another Origin gets 403, and so does its preflight). /ws-timeout is the
+// hub of /ws behind http.TimeoutHandler, which hides http.Hijacker: every request gets
+// 501.
+//
 // /ws-mute accepts WebSocket connections (subprotocol wspub.v1) and reads and drops
 // everything: it never answers an application ping.
 //
@@ -77,10 +82,12 @@ func main() {
 	<-ctx.Done()
 	_ = srv.Close()
 	_ = s.hub.Close()
+	_ = s.strict.Close()
 }
 
 type server struct {
-	hub *wspub.Hub
+	hub    *wspub.Hub
+	strict *wspub.Hub // default options: same origin only
 
 	mu         sync.Mutex
 	conns      map[string]bool // IDs of the hub's connections
@@ -89,7 +96,7 @@ type server struct {
 }
 
 func newServer() *server {
-	s := &server{conns: make(map[string]bool), tokens: make(map[string]int)}
+	s := &server{conns: make(map[string]bool), tokens: make(map[string]int), strict: wspub.New(nil)}
 	s.hub = wspub.New(&wspub.Options{
 		PingInterval:       500 * time.Millisecond,
 		PongTimeout:        400 * time.Millisecond,
@@ -139,6 +146,8 @@ func (s *server) authenticate(r *http.Request) (wspub.Identity, error) {
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/ws", s.hub)
+	mux.Handle("/ws-strict", s.strict)
+	mux.Handle("/ws-timeout", http.TimeoutHandler(s.hub, time.Minute, ""))
 	mux.HandleFunc("/ws-mute", s.mute)
 	mux.HandleFunc("POST /publish", s.publish)
 	mux.HandleFunc("POST /close", s.close)
