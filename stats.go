@@ -11,7 +11,7 @@ type Stats struct {
 	Users         int // distinct non-empty user IDs connected (gauge)
 
 	Accepted      uint64 // connections upgraded
-	Rejected      uint64 // upgrade requests refused (hub shutting down, bad handshake, origin, ...)
+	Rejected      uint64 // requests refused before the upgrade (shutting down, origin, token, plain GETs such as wspub.js's preflight, ...), each one, logged or not
 	Published     uint64 // calls to Publish, Broadcast and SendToUser that were accepted
 	Delivered     uint64 // messages written to a connection's socket (replies included)
 	Frames        uint64 // WebSocket frames written; Delivered/Frames is the batching factor
