@@ -73,6 +73,7 @@ describe("documentation", { skip: skipReason || false, timeout: 180_000 }, () =>
     const values = await barMoves(page);
     assert.ok(values.some((v) => v > 0), `bar values ${values}`);
     assert.match(await page.locator("#percent").textContent(), /^\d+ %$/);
+    await h.screenshot(page, "quickstart");
 
     // Ctrl-C: exit status 0, and the page is told the server went away (1001).
     srv.proc.kill("SIGINT");
