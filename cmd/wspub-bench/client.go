@@ -40,12 +40,10 @@ type client struct {
 	hist       clientHist
 }
 
-// The markers a client looks for, without decoding JSON.
+// The markers of a bench message, found without decoding JSON.
 var (
-	seqKey        = []byte(`"seq":`)
-	tsKey         = []byte(`"ts":`)
-	subscribedKey = []byte(`"type":"subscribed"`)
-	errorKey      = []byte(`"type":"error"`)
+	seqKey = []byte(`"seq":`)
+	tsKey  = []byte(`"ts":`)
 )
 
 // lost is the number of expected messages that never arrived.
@@ -66,7 +64,7 @@ func (c *client) read(ctx context.Context, ws *websocket.Conn, stop func() bool)
 			return err
 		}
 		if typ == websocket.MessageText {
-			c.frame(c.buf, time.Now().UnixNano())
+			c.frame(ws, c.buf, time.Now().UnixNano())
 		}
 	}
 	return nil
@@ -92,8 +90,8 @@ func readFrame(rd io.Reader, buf []byte) ([]byte, error) {
 	}
 }
 
-// frame handles one text frame: messages separated by '\n', all received at now.
-func (c *client) frame(b []byte, now int64) {
+// frame handles one text frame of ws: messages separated by '\n', all received at now.
+func (c *client) frame(ws *websocket.Conn, b []byte, now int64) {
 	var n int64
 	for len(b) > 0 {
 		line := b
@@ -104,7 +102,7 @@ func (c *client) frame(b []byte, now int64) {
 		}
 		seq, ts, ok := scanBench(line)
 		if !ok {
-			c.control(line)
+			c.control(ws, line)
 			continue
 		}
 		c.record(seq, ts, now)
@@ -145,13 +143,18 @@ func (c *client) record(seq, ts, now int64) {
 }
 
 // control handles a message that is not a bench message: the subscribe reply, errors,
-// and anything else (ignored).
-func (c *client) control(line []byte) {
+// the protocol's pings (answered on ws; nil in tests), and anything else (ignored).
+func (c *client) control(ws *websocket.Conn, line []byte) {
+	p := &c.r.proto
 	switch {
-	case !c.acked && bytes.Contains(line, subscribedKey):
+	case !c.acked && bytes.Contains(line, p.ack):
 		c.acked = true
 		c.r.clientSubscribed()
-	case bytes.Contains(line, errorKey):
+	case p.isPing(line):
+		if ws != nil {
+			_ = ws.Write(context.Background(), websocket.MessageText, p.pong) // a failure ends the read too
+		}
+	case bytes.Contains(line, p.errorKey):
 		c.errors++
 		if !c.acked {
 			c.r.fail(fmt.Errorf("client %d: subscribe to %q refused: %s", c.idx, c.channel, line))

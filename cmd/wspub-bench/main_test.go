@@ -218,7 +218,9 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 func TestRunFanout(t *testing.T) {
 	base := startServer(t)
-	res, err := runArgs(t, "-url", wsURL(base), "-conns", "50", "-msgs", "200", "-size", "128", "-ramp", "0")
+	// The server runs in this process: -server-pid measures this process's CPU.
+	res, err := runArgs(t, "-url", wsURL(base), "-conns", "50", "-msgs", "200", "-size", "128", "-ramp", "0",
+		"-server-pid", strconv.Itoa(os.Getpid()))
 	require.NoError(t, err)
 
 	assert.Equal(t, "fanout", res.Mode)
@@ -250,6 +252,9 @@ func TestRunFanout(t *testing.T) {
 	assert.Zero(t, res.Dropped)
 	assert.InDelta(t, res.MsgsPerFrame, res.ServerMsgsPerFrame, 0.2, "the server wrote the frames the clients read (give or take a late-counted ack)")
 	assert.Nil(t, res.Slow)
+	if res.ServerCPUS > 0 { // 10 ms ticks: a fast machine may do the burst in less than one
+		assert.InDelta(t, res.ServerCPUS*1e6/float64(res.Deliveries), res.ServerCPUUSPerDelivery, 1e-6)
+	}
 
 	// The JSON line has every documented field.
 	line, err := json.Marshal(res)
@@ -405,6 +410,9 @@ func TestRunFlags(t *testing.T) {
 		{"-flood", "-1"},
 		{"-flood", "1", "-flood-kind", "binary"},
 		{"-idle", "-flood", "1"},
+		{"-proto", "mqtt"},
+		{"-proto", "centrifuge", "-flood", "1"},
+		{"-server-pid", "-1"},
 		{"extra"},
 		{"-nosuchflag"},
 	} {
@@ -466,40 +474,90 @@ func TestScanBench(t *testing.T) {
 	}))
 }
 
-// TestClientFrame checks the per-client accounting: batches, gaps, late messages.
+// TestClientFrame checks the per-client accounting: batches, gaps, late messages, in
+// either protocol.
 func TestClientFrame(t *testing.T) {
-	r := &runner{cfg: runConfig{Msgs: 6}, allFinished: make(chan struct{}), sem: make(chan struct{}, 1),
-		allSubscribed: make(chan struct{}), failed: make(chan struct{})}
-	r.clients = make([]*client, 1)
-	c := &client{r: r}
-	r.clients[0] = c
-	msg := func(seq int) string { return `{"type":"bench","data":{"seq":` + strconv.Itoa(seq) + `,"ts":1000000}}` }
+	for _, tc := range []struct {
+		proto, ack, errReply string
+		msg                  func(seq int) string
+	}{
+		{protoWspub, `{"type":"subscribed","channel":"b","id":"1"}`, `{"type":"error","code":"internal","message":"x"}`,
+			func(seq int) string { return `{"type":"bench","data":{"seq":` + strconv.Itoa(seq) + `,"ts":1000000}}` }},
+		{protoCentrifuge, `{"id":2,"subscribe":{}}`, `{"id":3,"error":{"code":100,"message":"internal server error"}}`,
+			func(seq int) string {
+				return `{"push":{"channel":"b","pub":{"data":{"seq":` + strconv.Itoa(seq) + `,"ts":1000000}}}}`
+			}},
+	} {
+		t.Run(tc.proto, func(t *testing.T) {
+			proto, ok := protoFor(tc.proto)
+			require.True(t, ok)
+			r := &runner{cfg: runConfig{Msgs: 6}, proto: proto, allFinished: make(chan struct{}), sem: make(chan struct{}, 1),
+				allSubscribed: make(chan struct{}), failed: make(chan struct{})}
+			r.clients = make([]*client, 1)
+			c := &client{r: r}
+			r.clients[0] = c
+			msg := tc.msg
 
-	r.sem <- struct{}{}
-	c.frame([]byte(`{"type":"subscribed","channel":"b","id":"1"}`), 0)
-	assert.True(t, c.acked)
-	assert.True(t, isClosed(r.allSubscribed))
+			r.sem <- struct{}{}
+			if tc.proto == protoCentrifuge {
+				c.frame(nil, []byte(`{"id":1,"connect":{"client":"x","version":"","ping":25,"pong":true}}`), 0)
+				assert.False(t, c.acked, "the connect reply is not the subscription's")
+			}
+			c.frame(nil, []byte(tc.ack), 0)
+			assert.True(t, c.acked)
+			assert.True(t, isClosed(r.allSubscribed))
 
-	c.frame([]byte(msg(0)+"\n"+msg(1)+"\n"+msg(3)), 3_000_000) // 2 is late
-	c.frame([]byte(msg(2)), 4_000_000)
-	assert.EqualValues(t, 4, c.delivered)
-	assert.EqualValues(t, 1, c.outOfOrder)
-	assert.EqualValues(t, 2, c.lost(6), "4 and 5 have not come")
-	assert.EqualValues(t, 2, c.frames)
-	assert.EqualValues(t, 4, r.deliveries.Load())
-	assert.False(t, c.done)
+			c.frame(nil, []byte(msg(0)+"\n"+msg(1)+"\n"+msg(3)), 3_000_000) // 2 is late
+			c.frame(nil, []byte(msg(2)), 4_000_000)
+			assert.EqualValues(t, 4, c.delivered)
+			assert.EqualValues(t, 1, c.outOfOrder)
+			assert.EqualValues(t, 2, c.lost(6), "4 and 5 have not come")
+			assert.EqualValues(t, 2, c.frames)
+			assert.EqualValues(t, 4, r.deliveries.Load())
+			assert.False(t, c.done)
 
-	c.frame([]byte(msg(5)), 5_000_000) // 4 is lost
-	assert.True(t, c.done)
-	assert.True(t, isClosed(r.allFinished))
-	assert.EqualValues(t, 1, c.lost(6))
-	assert.EqualValues(t, 4000, c.hist.max, "latency in microseconds")
-	assert.EqualValues(t, 1_000_000, c.firstTS)
-	assert.EqualValues(t, 5_000_000, c.lastRecv)
+			c.frame(nil, []byte(msg(5)), 5_000_000) // 4 is lost
+			assert.True(t, c.done)
+			assert.True(t, isClosed(r.allFinished))
+			assert.EqualValues(t, 1, c.lost(6))
+			assert.EqualValues(t, 4000, c.hist.max, "latency in microseconds")
+			assert.EqualValues(t, 1_000_000, c.firstTS)
+			assert.EqualValues(t, 5_000_000, c.lastRecv)
 
-	c.frame([]byte(`{"type":"error","code":"internal","message":"x"}`), 0)
-	assert.EqualValues(t, 1, c.errors)
-	assert.False(t, isClosed(r.failed), "an error after the subscription does not fail the run")
+			c.frame(nil, []byte(`{}`), 0) // a centrifuge ping, or nothing to wspub
+			assert.Zero(t, c.errors)
+			c.frame(nil, []byte(tc.errReply), 0)
+			assert.EqualValues(t, 1, c.errors)
+			assert.False(t, isClosed(r.failed), "an error after the subscription does not fail the run")
+		})
+	}
+}
+
+func TestProtoSubscribeFrames(t *testing.T) {
+	p, _ := protoFor(protoWspub)
+	assert.JSONEq(t, `{"type":"subscribe","channel":"a\"b","id":"1"}`, string(p.subscribe(`a"b`)))
+	p, _ = protoFor(protoCentrifuge)
+	lines := strings.Split(string(p.subscribe("idle:3")), "\n")
+	require.Len(t, lines, 2, "connect and subscribe in one frame")
+	assert.JSONEq(t, `{"id":1,"connect":{}}`, lines[0])
+	assert.JSONEq(t, `{"id":2,"subscribe":{"channel":"idle:3"}}`, lines[1])
+	assert.True(t, p.isPing([]byte(`{}`)))
+	assert.False(t, p.isPing([]byte(`{"id":2,"subscribe":{}}`)))
+}
+
+func TestParseProcStat(t *testing.T) {
+	// A command name with a space and a parenthesis; utime 250 and stime 50 ticks.
+	line := "4242 (a b) c) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 9 0 100 0 0\n"
+	d, err := parseProcStat([]byte(line))
+	require.NoError(t, err)
+	assert.Equal(t, 3*time.Second, d)
+	for _, bad := range []string{"", "4242 (x S 1", "4242 (x) S 1 2 3", "4242 (x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 u 50 0"} {
+		_, err := parseProcStat([]byte(bad))
+		assert.Error(t, err, bad)
+	}
+	own, err := processCPU(os.Getpid())
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, own, time.Duration(0))
 }
 
 func TestHist(t *testing.T) {

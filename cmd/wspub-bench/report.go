@@ -32,6 +32,11 @@ type result struct {
 	Slow    *slowResult  `json:"slow,omitempty"`
 	Flood   *floodResult `json:"flood,omitempty"` // -flood only
 
+	// -server-pid only: the server's CPU time, user and system, from just before the
+	// trigger to the last delivery (10 ms ticks), and per healthy delivery.
+	ServerCPUS             float64 `json:"server_cpu_s,omitempty"`
+	ServerCPUUSPerDelivery float64 `json:"server_cpu_us_per_delivery,omitempty"`
+
 	PublishS    float64 `json:"publish_s"` // the trigger's publishing time
 	ConnectS    float64 `json:"connect_s"` // first dial to last "subscribed"
 	DialRetries int64   `json:"dial_retries"`
@@ -128,6 +133,9 @@ func (r *runner) collect(res *result) {
 		res.MsgsPerFrame = float64(res.Deliveries) / float64(res.Frames)
 	}
 	res.DialRetries = r.dialRetries.Load()
+	if res.ServerCPUS > 0 && res.Deliveries > 0 {
+		res.ServerCPUUSPerDelivery = res.ServerCPUS * 1e6 / float64(res.Deliveries)
+	}
 }
 
 func (res *result) serverFigures(before, after serverStats) {
@@ -209,6 +217,10 @@ func printSummary(w io.Writer, cfg runConfig, res *result) {
 	if res.Stats {
 		fmt.Fprintf(w, "  server: heap_inuse %.1f MiB, stack_inuse %.1f MiB, %d goroutines; this run: slow evictions %d, dropped %d, reaped %d\n",
 			mib(res.HeapInuse), mib(res.StackInuse), res.Goroutines, res.SlowEvictions, res.Dropped, res.Reaped)
+	}
+	if res.ServerCPUS > 0 {
+		fmt.Fprintf(w, "  server CPU %.2fs from the trigger to the last delivery: %.2f µs per delivery\n",
+			res.ServerCPUS, res.ServerCPUUSPerDelivery)
 	}
 	fmt.Fprintf(w, "  publishing took %.3fs; connecting %.1fs (%d dial retries)\n", res.PublishS, res.ConnectS, res.DialRetries)
 }

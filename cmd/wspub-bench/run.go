@@ -39,6 +39,9 @@ type runConfig struct {
 	Flood     int    // raw clients that flood the server with frames during the burst
 	FloodKind string // floodPing, floodContinuation or floodPong
 
+	Proto     string // protoWspub or protoCentrifuge
+	ServerPID int    // if positive, the server's process on this machine: its CPU time per delivery is reported
+
 	Progress io.Writer // progress and summary; nil: none
 }
 
@@ -97,6 +100,8 @@ func parseRunFlags(args []string, stderr io.Writer) (runConfig, error) {
 	fs.DurationVar(&cfg.Quiet, "quiet", 5*time.Second, "once the trigger has returned, stop waiting after this long without a delivery (lost messages)")
 	fs.DurationVar(&cfg.Drain, "drain", 3*time.Second, "with -slow: how long the slow clients may read at the end (to count their messages and close codes)")
 	fs.IntVar(&cfg.Flood, "flood", 0, "`N` extra raw clients that flood the server with frames from just before the burst to its end")
+	fs.StringVar(&cfg.Proto, "proto", protoWspub, "the client protocol: wspub, or centrifuge (centrifuge's JSON protocol: connect and subscribe commands, publications in push replies) for the side-by-side harness in benchmarks/compare")
+	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "`PID` of the server process, on this machine (Linux): report its CPU time from the trigger to the last delivery, per delivery")
 	fs.StringVar(&cfg.FloodKind, "flood-kind", floodPing, "what the -flood clients send: ping (empty pings), continuation (a text frame with FIN=0, then empty continuation frames without end) or pong (unsolicited empty pongs)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: wspub-bench run [flags]
@@ -126,6 +131,19 @@ of 6-byte frames per write), read and discard what it sends back, and answer its
 The latencies are the normal clients' as ever: compare the p99 of a run with -flood 2 to
 one without. "flood" in the JSON has the frames sent, the rate, and for each flooder
 whether the server closed it, when and with which code (1006: without a close frame).
+
+-rate R with -msgs N is a steady state: the server publishes R messages a second for
+N/R seconds, and every latency is measured at that rate (scenarios d and e: e.g. -msgs
+3000 -rate 200 is 15 s at 200 messages/s).
+
+-server-pid reads the server's CPU time (user + system, /proc/PID/stat, 10 ms ticks)
+just before the trigger and just after the last delivery, so that neither the handshakes
+nor the closes count, and reports server_cpu_s and server_cpu_us_per_delivery.
+
+-proto centrifuge speaks centrifuge's JSON protocol instead of wspub.v1 (no -flood): a
+connect and a subscribe command in one frame, the subscribe reply as "subscribed", and
+{} pings answered with {}; publications arrive as push replies whose data is the bench
+data.
 
 Exit status: 1 if a healthy client lost a message or the run timed out, 2 on other errors.
 
@@ -201,6 +219,12 @@ func (cfg *runConfig) validate() error {
 		return errors.New("-flood cannot be combined with -idle")
 	case cfg.FloodKind != floodPing && cfg.FloodKind != floodContinuation && cfg.FloodKind != floodPong:
 		return fmt.Errorf("-flood-kind must be ping, continuation or pong, not %q", cfg.FloodKind)
+	case !knownProto(cfg.Proto):
+		return fmt.Errorf("-proto must be wspub or centrifuge, not %q", cfg.Proto)
+	case cfg.Proto == protoCentrifuge && cfg.Flood > 0:
+		return errors.New("-flood speaks wspub.v1 only: it cannot be combined with -proto " + cfg.Proto)
+	case cfg.ServerPID < 0:
+		return errors.New("-server-pid must not be negative")
 	case cfg.Timeout <= 0 || cfg.Quiet <= 0 || cfg.Drain <= 0 || cfg.Settle < 0:
 		return errors.New("-timeout, -quiet and -drain must be positive, -settle not negative")
 	}

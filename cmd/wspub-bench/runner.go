@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -15,12 +14,12 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/wspub/wspub"
 )
 
 // runner runs one run. Its counters are shared with the clients' goroutines.
 type runner struct {
 	cfg     runConfig
+	proto   clientProto
 	http    *http.Client
 	clients []*client
 	nSlow   int
@@ -58,8 +57,13 @@ func runBench(ctx context.Context, cfg runConfig) (*result, error) {
 		IdleConnTimeout:     time.Minute,
 	}
 	defer tr.CloseIdleConnections()
+	proto, ok := protoFor(cfg.Proto)
+	if !ok {
+		return nil, fmt.Errorf("unknown -proto %q", cfg.Proto)
+	}
 	r := &runner{
 		cfg:           cfg,
+		proto:         proto,
 		http:          &http.Client{Transport: tr},
 		sem:           make(chan struct{}, cfg.Dialers),
 		allSubscribed: make(chan struct{}),
@@ -188,10 +192,8 @@ func (r *runner) runClient(ctx context.Context, c *client) {
 	c.ws = ws
 	c.mu.Unlock()
 	r.connected.Add(1)
-	ws.SetReadLimit(64 << 20)             // a batch of MaxBatch messages may exceed the default 32 KiB
-	channel, _ := json.Marshal(c.channel) // a string always encodes
-	sub := append(append([]byte(`{"type":"subscribe","channel":`), channel...), `,"id":"1"}`...)
-	if err := ws.Write(ctx, websocket.MessageText, sub); err != nil {
+	ws.SetReadLimit(64 << 20) // a batch of MaxBatch messages may exceed the default 32 KiB
+	if err := ws.Write(ctx, websocket.MessageText, r.proto.subscribe(c.channel)); err != nil {
 		r.clientEnded(c, err)
 		return
 	}
@@ -242,7 +244,7 @@ func (r *runner) dial(ctx context.Context) (*websocket.Conn, error) {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		ws, resp, err := websocket.Dial(dctx, r.cfg.URL, &websocket.DialOptions{
 			HTTPClient:   r.http,
-			Subprotocols: []string{wspub.Subprotocol},
+			Subprotocols: r.proto.subprotocols,
 		})
 		cancel()
 		if err == nil {
@@ -328,6 +330,12 @@ func (r *runner) fanout(ctx context.Context) (*result, error) {
 		err  error
 	}
 	trig := make(chan triggered, 1)
+	var cpuBefore time.Duration
+	if cfg.ServerPID > 0 {
+		if cpuBefore, err = processCPU(cfg.ServerPID); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Trigger != "" {
 		go func() {
 			resp, err := r.trigger(ctx)
@@ -382,6 +390,13 @@ wait:
 				break wait
 			}
 		}
+	}
+	if cfg.ServerPID > 0 {
+		cpuAfter, err := processCPU(cfg.ServerPID)
+		if err != nil {
+			return nil, err
+		}
+		res.ServerCPUS = (cpuAfter - cpuBefore).Seconds()
 	}
 	if flood != nil {
 		res.Flood = stopFlood(flood)
