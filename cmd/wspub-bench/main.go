@@ -35,6 +35,13 @@
 //	/tmp/wspub-bench run -url ws://127.0.0.1:8090/ws -conns 1000 -msgs 5000 -rate 1000
 //	/tmp/wspub-bench run -url ws://127.0.0.1:8090/ws -conns 1000 -msgs 5000 -rate 1000 -flood 2 -flood-kind ping
 //
+//	# scenario d: a steady 200 messages/s for 15 s; with the server's CPU per delivery
+//	# (its PID on this machine, from the trigger to the last delivery)
+//	/tmp/wspub-bench run -url ws://127.0.0.1:8090/ws -conns 1000 -msgs 3000 -rate 200 -server-pid $SERVER_PID
+//
+//	# a peer of benchmarks/compare that speaks centrifuge's protocol
+//	/tmp/wspub-bench run -url ws://127.0.0.1:8091/ws -conns 1000 -msgs 1000 -proto centrifuge
+//
 //	# your own deployment: publish messages like {"seq":N,"ts":<unix nanos>} yourself
 //	wspub-bench run -url wss://example.com/ws -channel bench -msgs 500 -trigger "" -wait
 //
