@@ -139,9 +139,11 @@ func (l *refusalLog) forgetOrigins(now int64) bool {
 // counts it. extra attributes (such as the Authenticate error) go to the log only, never
 // to the client.
 func (h *Hub) reject(w http.ResponseWriter, r *http.Request, status int, cause refusalCause, msg string, extra ...slog.Attr) {
-	if origin := r.Header.Get("Origin"); origin != "" && !isUpgrade(r) {
-		w.Header().Set("Access-Control-Allow-Origin", origin)
+	if !isUpgrade(r) { // a preflight, or any other plain request (see the top of this file)
 		w.Header().Add("Vary", "Origin")
+		if origin := r.Header.Get("Origin"); origin != "" {
+			w.Header().Set("Access-Control-Allow-Origin", origin)
+		}
 	}
 	h.logRefusal(r, status, cause, msg, extra...)
 	http.Error(w, "wspub: "+msg, status)

@@ -11,7 +11,7 @@ export type State = "connecting" | "open" | "reconnecting" | "closed";
  * before the next attempt (ms) and the backoff exponent of that delay: delay is in
  * [0, min(backoff.max, backoff.min * 2 ** attempt)]. "open" has no detail.
  *
- * status is set once a preflight (a plain GET of the hub's URL, after 3 attempts in a
+ * status is set once a preflight (a body-less POST of the hub's URL, after 3 attempts in a
  * row that never opened) has learned something, and reason is then what it learned: with
  * "closed", the HTTP status and text of a refusal no retry can cure (403: the page's
  * origin is not in the server's OriginPatterns; 501: the hub is mounted behind
@@ -58,8 +58,9 @@ export interface ConnectOptions {
   /** The WebSocket constructor. Default: globalThis.WebSocket (node 20 has none: pass `ws`). */
   WebSocket?: new (url: string, protocols?: string | string[]) => WebSocketLike;
   /**
-   * The fetch of the preflight, called as fetch(url, {method: "GET", credentials: "omit",
-   * cache: "no-store", signal}); null turns the preflight off. Default: globalThis.fetch.
+   * The fetch of the preflight, called as fetch(url, {method: "POST", credentials: "omit",
+   * cache: "no-store", signal}) (again with "GET" after a 405 that is not the hub's); null
+   * turns the preflight off. Default: globalThis.fetch.
    */
   fetch?: ((url: string, init: { method: string; credentials: string; cache: string; signal: AbortSignal }) =>
     Promise<{ status: number; text(): Promise<string> }>) | null;

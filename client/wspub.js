@@ -19,8 +19,9 @@ const REPLY_TYPES = new Set(["subscribed", "unsubscribed", "published", "pong", 
 // A connection that stayed open this long resets the backoff.
 const STABLE_MS = 5000;
 // After this many attempts in a row that never opened (and every as many after), the
-// client asks the hub why with a plain GET of its URL: a page cannot read the HTTP status
-// of a refused handshake, but the hub answers a GET with its refusal (PROTOCOL.md).
+// client asks the hub why with a body-less POST of its URL: a page cannot read the HTTP
+// status of a refused handshake, but the hub answers a plain request with its refusal
+// (PROTOCOL.md).
 const PREFLIGHT_AFTER = 3;
 const PREFLIGHT_TIMEOUT = 5000; // ms
 // Refusals of a wspub hub that no retry can cure (403 origin not allowed, 501 mounted
@@ -246,27 +247,40 @@ export function connect(url, options = {}) {
   }
 
   /**
-   * The preflight: a plain GET of the hub's URL (ws: -> http:), without credentials,
+   * The preflight: a body-less POST of the hub's URL (ws: -> http:), without credentials,
    * which a wspub hub answers with the refusal a handshake of this page gets before
-   * authentication (CORS-readable from any origin). A 403 or 501 of a wspub hub stops
-   * the client; any other answer is reported in the next "reconnecting" details; a
-   * failed request (network, CORS, timeout) changes nothing.
+   * authentication (CORS-readable from any origin). A POST, because browsers send a
+   * same-origin GET without its Origin header, and the hub refuses every request that is
+   * not an upgrade alike; a router that allows only GET (405, not from the hub) is asked
+   * again with a GET. A 403 or 501 of a wspub hub stops the client; any other answer is
+   * reported in the next "reconnecting" details; a failed request (network, CORS,
+   * timeout) changes nothing.
    */
   async function ask(code, reason) {
     const url = target.replace(/^ws/, "http");
     const abort = new AbortController();
-    const p = { abort, timer: setTimeout(() => abort.abort(), PREFLIGHT_TIMEOUT) };
+    const p = { abort, timer: 0 };
+    // Raced against fetchFn, so that a fetch (or a body) that ignores the signal cannot
+    // hold the client.
+    const timeout = new Promise((_, reject) => {
+      p.timer = setTimeout(() => { abort.abort(); reject(new Error("preflight timeout")); }, PREFLIGHT_TIMEOUT);
+    });
     preflight = p;
     let found = null;
     try {
-      const res = await fetchFn(url, { method: "GET", credentials: "omit", cache: "no-store", signal: abort.signal });
-      const text = String(await res.text()).trim();
+      const once = async (method) => {
+        const res = await fetchFn(url, { method, credentials: "omit", cache: "no-store", signal: abort.signal });
+        return { status: res.status, text: String(await res.text()).trim() };
+      };
+      let res = await Promise.race([timeout, once("POST")]);
+      if (res.status === 405 && !res.text.startsWith("wspub: ")) res = await Promise.race([timeout, once("GET")]);
+      const { status, text } = res;
       if (!text.startsWith("wspub: ")) {
-        found = { status: res.status, reason: `wspub: not a wspub hub at ${url} (HTTP ${res.status})` };
-      } else if (res.status === 426) {
-        found = { status: 426, reason: "wspub: the hub answers at this URL but refuses the handshake itself (no or a rejected token, or too many connections: see the server's log)" };
+        found = { status, reason: `wspub: not a wspub hub at ${url} (HTTP ${status})` };
+      } else if (status === 426) {
+        found = { status: 426, reason: "wspub: the hub answers at this URL but refuses the handshake itself (no or a rejected token, too many connections, or a proxy that drops the Upgrade header: see the server's log)" };
       } else {
-        found = { status: res.status, reason: text.slice(0, 500), final: FINAL_STATUSES.has(res.status) };
+        found = { status, reason: text.slice(0, 500), final: FINAL_STATUSES.has(status) };
       }
     } catch {} // eslint-disable-line no-empty
     clearTimeout(p.timer);

@@ -342,7 +342,7 @@ test("12. a page of another origin: after 3 refused handshakes the preflight rea
   assert.equal(reason, `wspub: origin "${PAGE}" not allowed; add "127.0.0.1:18301" to Options.OriginPatterns`);
   assert.equal(calls.length, 1);
   assert.equal(calls[0].url, `http://${addr}/ws-strict`);
-  assert.equal(calls[0].init.method, "GET");
+  assert.equal(calls[0].init.method, "POST", "browsers omit Origin from a same-origin GET");
   assert.equal(calls[0].init.credentials, "omit");
   await sleep(100); // several backoff periods: no attempt after closed
   assert.equal(states.length, 3);
@@ -394,7 +394,30 @@ test("16. a preflight that fails (network, CORS) changes nothing", { timeout: TI
   assert.ok(states.every((s) => s.state === "reconnecting" && s.status === undefined && s.reason === ""));
 });
 
-test("17. closed clients leave no timers behind", { timeout: TIMEOUT }, async () => {
+test("17. a router that allows the hub's path only for GET (405): the preflight asks again with a GET", { timeout: TIMEOUT }, async (t) => {
+  const methods = [];
+  const getOnly = (url, init) => {
+    methods.push(init.method);
+    return init.method === "GET" ? fetch(url, init) : Promise.resolve(new Response("Method Not Allowed\n", { status: 405 }));
+  };
+  const { c, states } = open(t, { token: "bad", fetch: getOnly, backoff: { min: 10, max: 20 } });
+  await until(() => states.length >= 3, "3 reconnecting states");
+  assert.equal(c.state, "reconnecting");
+  assert.deepEqual(methods, ["POST", "GET"]);
+  assert.equal(states[2].status, 426);
+});
+
+test("18. a preflight whose fetch never answers, ignoring its signal, is given up after 5 s; the retries go on", { timeout: TIMEOUT }, async (t) => {
+  let calls = 0;
+  const hang = () => { calls++; return new Promise(() => {}); };
+  const { c, states } = open(t, { token: "bad", fetch: hang, backoff: { min: 10, max: 20 } });
+  await until(() => calls === 1 && states.length === 2, "the first preflight");
+  await until(() => states.length >= 3, "a retry after the preflight gave up", 8000);
+  assert.equal(c.state, "reconnecting");
+  assert.equal(states[2].status, undefined, "nothing was learned");
+});
+
+test("19. closed clients leave no timers behind", { timeout: TIMEOUT }, async () => {
   // Every client of the tests above has been closed by its test's after hook.
   await sleep(50);
   const timers = process.getActiveResourcesInfo().filter((r) => r === "Timeout");
