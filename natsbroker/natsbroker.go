@@ -3,6 +3,8 @@
 //
 // Give each hub its own Broker over a *nats.Conn you own:
 //
+//	import "github.com/nats-io/nats.go"
+//
 //	nc, err := nats.Connect(url,
 //		nats.MaxReconnects(-1),                   // required: by default it gives up for good after 60 tries
 //		nats.ReconnectWait(500*time.Millisecond), // between reconnect attempts (default 2s)
@@ -11,8 +13,13 @@
 //		nats.PingInterval(10*time.Second),        // optional: notice a silent peer sooner
 //		nats.FlusherTimeout(2*time.Second),       // optional: see "An unresponsive server"
 //	)
-//	...
+//	if err != nil {
+//		return err
+//	}
 //	b, err := natsbroker.New(nc, nil)
+//	if err != nil {
+//		return err
+//	}
 //	hub := wspub.New(&wspub.Options{Broker: b})
 //
 // The Broker never closes the connection, and installs none of its handlers: it learns

@@ -5,6 +5,11 @@
 // Create the Observer first, since the hub takes it in its Options, then register the
 // collector on your own registry (this package never touches the global one):
 //
+//	import (
+//		"github.com/prometheus/client_golang/prometheus"
+//		"github.com/prometheus/client_golang/prometheus/promhttp"
+//	)
+//
 //	obs := prommetrics.NewObserver(nil)
 //	hub := wspub.New(&wspub.Options{Observer: obs})
 //	reg := prometheus.NewRegistry()

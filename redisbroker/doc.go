@@ -1,6 +1,8 @@
 // Package redisbroker connects the wspub hubs of several nodes through Redis pub/sub, so
 // that a message published on any node reaches the subscribers connected to every node.
 //
+//	import "github.com/redis/go-redis/v9"
+//
 //	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 //	hub := wspub.New(&wspub.Options{Broker: redisbroker.New(rdb, nil)})
 //

@@ -91,7 +91,9 @@ func TestGoSnippetsCompile(t *testing.T) {
 	require.Positive(t, n)
 	cmd := exec.Command("go", "build", "-o", os.DevNull, "./...")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+	// -mod=readonly: the snippets build with exactly this module's requirements; one
+	// that needs another module fails instead of adding it.
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=readonly"))
 	out, err := cmd.CombinedOutput()
 	assert.NoError(t, err, "the documentation's Go snippets do not compile:\n%s", out)
 }

@@ -33,7 +33,8 @@ var Tested = []string{"go", "js", "html"}
 // so that no program escapes the tests by its label.
 var Untested = []string{"sh", "text", "json"}
 
-// Find returns every code block of the Markdown files and doc.go files under root,
+// Find returns every code block of the Markdown files and of the package comments of
+// the Go packages (commands excepted) under root,
 // skipping node_modules, testdata and hidden directories, in file order.
 func Find(root string) ([]Snippet, error) {
 	var out []Snippet
@@ -57,7 +58,7 @@ func Find(root string) ([]Snippet, error) {
 		switch {
 		case strings.HasSuffix(name, ".md"):
 			found, err = markdownFile(path, rel)
-		case name == "doc.go":
+		case strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go"):
 			found, err = docComment(path, rel)
 		}
 		out = append(out, found...)
@@ -74,38 +75,57 @@ func markdownFile(path, rel string) ([]Snippet, error) {
 	return Markdown(rel, b)
 }
 
-// Markdown returns the fenced code blocks (```) of a Markdown document. A fence may be
-// indented (inside a list item); that indentation is removed from the block's lines.
+// Markdown returns the fenced code blocks (``` or ~~~) of a Markdown document. A fence
+// may be indented (inside a list item) or quoted (> ```): that prefix is removed from the
+// block's lines. An indented code block (four spaces after a blank line, outside a list)
+// is an error: it has no language, so it could not be tested.
 func Markdown(file string, md []byte) ([]Snippet, error) {
 	var (
 		out    []Snippet
 		open   bool
-		indent string
+		fence  string // the opening fence's backquotes or tildes
+		prefix string // the opening fence's indentation or quote markers
 		cur    Snippet
 		code   strings.Builder
+		blank  = true // the previous line was blank (or there was none)
+		inList bool   // the last paragraph outside a fence was a list item
 	)
 	sc := bufio.NewScanner(bytes.NewReader(md))
 	sc.Buffer(nil, 1<<20)
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
-		trimmed := strings.TrimLeft(line, " \t")
-		if strings.HasPrefix(trimmed, "```") {
-			if open {
+		if open {
+			body := strings.TrimPrefix(line, prefix)
+			if t := strings.TrimLeft(stripQuote(line), " \t"); strings.HasPrefix(t, fence) && strings.Trim(t, fence[:1]) == "" {
 				cur.Code = code.String()
 				out = append(out, cur)
-				open = false
+				open, blank = false, false
 				continue
 			}
-			open, indent = true, line[:len(line)-len(trimmed)]
-			lang, _, _ := strings.Cut(strings.TrimPrefix(trimmed, "```"), " ")
+			code.WriteString(body)
+			code.WriteByte('\n')
+			continue
+		}
+		content := stripQuote(line)
+		trimmed := strings.TrimLeft(content, " \t")
+		if f := fenceOf(trimmed); f != "" {
+			open, fence = true, f
+			prefix = line[:len(line)-len(trimmed)]
+			lang, _, _ := strings.Cut(strings.TrimSpace(strings.TrimPrefix(trimmed, f)), " ")
 			cur = Snippet{File: file, Line: n + 1, Lang: lang}
 			code.Reset()
 			continue
 		}
-		if open {
-			code.WriteString(strings.TrimPrefix(line, indent))
-			code.WriteByte('\n')
+		switch {
+		case trimmed == "":
+			blank = true
+			continue
+		case trimmed == content: // a line at the margin: a new paragraph, list item or heading
+			inList = isListItem(trimmed)
+		case blank && !inList && (strings.HasPrefix(content, "    ") || strings.HasPrefix(content, "\t")):
+			return nil, fmt.Errorf("%s:%d: an indented code block; use a fence with a language", file, n)
 		}
+		blank = false
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
@@ -116,14 +136,46 @@ func Markdown(file string, md []byte) ([]Snippet, error) {
 	return out, nil
 }
 
-// docComment returns the code blocks of a doc.go file's package comment, as Go.
+// stripQuote removes a line's blockquote markers (> > ).
+func stripQuote(line string) string {
+	for {
+		t := strings.TrimLeft(line, " ")
+		if !strings.HasPrefix(t, ">") {
+			return line
+		}
+		line = strings.TrimPrefix(t[1:], " ")
+	}
+}
+
+// fenceOf returns the fence a line opens (three or more backquotes or tildes), or "".
+func fenceOf(trimmed string) string {
+	for _, c := range "`~" {
+		n := len(trimmed) - len(strings.TrimLeft(trimmed, string(c)))
+		if n >= 3 {
+			return trimmed[:n]
+		}
+	}
+	return ""
+}
+
+// isListItem reports whether a line starts a list item: "- ", "* ", "+ " or "1. ".
+func isListItem(t string) bool {
+	if strings.HasPrefix(t, "- ") || strings.HasPrefix(t, "* ") || strings.HasPrefix(t, "+ ") {
+		return true
+	}
+	d := len(t) - len(strings.TrimLeft(t, "0123456789"))
+	return d > 0 && (strings.HasPrefix(t[d:], ". ") || strings.HasPrefix(t[d:], ") "))
+}
+
+// docComment returns the code blocks of a Go file's package comment, as Go, unless the
+// package is a command: a command's comment shows how to run it.
 func docComment(path, rel string) ([]Snippet, error) {
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, path, nil, parser.ParseComments|parser.PackageClauseOnly)
 	if err != nil {
 		return nil, err
 	}
-	if f.Doc == nil {
+	if f.Doc == nil || f.Name.Name == "main" {
 		return nil, nil
 	}
 	text := f.Doc.Text()

@@ -1,6 +1,8 @@
 package docs
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -61,4 +63,46 @@ func TestWrapRefusesWhatIsNotGo(t *testing.T) {
 func TestIsProgram(t *testing.T) {
 	assert.True(t, IsProgram("package main\n\nfunc main() {}\n"))
 	assert.False(t, IsProgram("hub := wspub.New(nil)\n"))
+}
+
+func TestMarkdownFindsTildeAndQuotedFences(t *testing.T) {
+	md := "~~~go\nx := 1\n~~~\n\n> ```js\n> f();\n> ```\n\n````html\n```\n<p>\n````\n"
+	got, err := Markdown("a.md", []byte(md))
+	require.NoError(t, err)
+	require.Len(t, got, 3)
+	assert.Equal(t, "go", got[0].Lang)
+	assert.Equal(t, "x := 1\n", got[0].Code)
+	assert.Equal(t, Snippet{File: "a.md", Line: 6, Lang: "js", Code: "f();\n"}, got[1], "the quote markers are removed")
+	assert.Equal(t, "```\n<p>\n", got[2].Code, "a shorter fence does not close a longer one")
+}
+
+func TestMarkdownRefusesIndentedCodeBlocks(t *testing.T) {
+	_, err := Markdown("a.md", []byte("Text.\n\n    x := 1\n"))
+	assert.ErrorContains(t, err, "a.md:3: an indented code block")
+
+	_, err = Markdown("a.md", []byte("- item\n\n    more of the item\n- next\n"))
+	assert.NoError(t, err, "a list item's continuation is not code")
+}
+
+func TestFindTakesPackageCommentsOfLibrariesNotOfCommands(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, src string) {
+		require.NoError(t, os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644))
+	}
+	write("lib/lib.go", "// Package lib does things:\n//\n//\tlib.Do()\npackage lib\n")
+	write("cmd/tool/main.go", "// Command tool:\n//\n//\tgo run ./cmd/tool\npackage main\n")
+	write("lib/lib_test.go", "// Package lib:\n//\n//\tnot this\npackage lib\n")
+	got, err := Find(dir)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, Snippet{File: "lib/lib.go", Line: 3, Lang: "go", Code: "lib.Do()\n"}, got[0])
+}
+
+func TestWrapHoistsAnImportGroup(t *testing.T) {
+	src, err := Wrap(Snippet{File: "a.md", Line: 1, Code: "import (\n\t\"github.com/redis/go-redis/v9\"\n\t\"strings\" // why\n)\n\nx := redis.Nil\n"}, "f")
+	require.NoError(t, err)
+	assert.Contains(t, src, `import "github.com/redis/go-redis/v9"`)
+	assert.Contains(t, src, `import "strings"`)
+	assert.Contains(t, src, "//line a.md:6\nx := redis.Nil")
 }

@@ -14,17 +14,15 @@ import (
 )
 
 // Packages are the import paths of the package names a fragment may use without an
-// import line: the prose around a fragment names its module.
+// import line: wspub's own packages, which the prose around a fragment names, and the
+// standard library's. Another module's package must be imported by the fragment itself
+// (import "github.com/redis/go-redis/v9"), or a reader could not tell which module, or
+// which major version of it, the fragment means.
 var Packages = map[string]string{
 	"wspub":       "github.com/wspub/wspub",
-	"websocket":   "github.com/coder/websocket",
 	"redisbroker": "github.com/wspub/wspub/redisbroker",
 	"natsbroker":  "github.com/wspub/wspub/natsbroker",
 	"prommetrics": "github.com/wspub/wspub/prommetrics",
-	"redis":       "github.com/redis/go-redis/v9",
-	"nats":        "github.com/nats-io/nats.go",
-	"prometheus":  "github.com/prometheus/client_golang/prometheus",
-	"promhttp":    "github.com/prometheus/client_golang/prometheus/promhttp",
 	"context":     "context",
 	"errors":      "errors",
 	"fmt":         "fmt",
@@ -82,21 +80,33 @@ var importLine = regexp.MustCompile(`^import\s+("[^"]+")\s*(//.*)?$`)
 func Wrap(s Snippet, fn string) (string, error) {
 	lines := strings.Split(strings.TrimRight(s.Code, "\n"), "\n")
 	imports := map[string]bool{}
-	skip := 0
+	skip, group := 0, false
+hoist:
 	for _, l := range lines {
-		if strings.TrimSpace(l) == "" {
-			skip++
-			continue
+		t := strings.TrimSpace(l)
+		var quoted string
+		switch {
+		case t == "" && !group:
+		case t == "import (" && !group:
+			group = true
+		case t == ")" && group:
+			group = false
+		case group:
+			quoted, _, _ = strings.Cut(t, " ")
+		default:
+			m := importLine.FindStringSubmatch(t)
+			if m == nil {
+				break hoist
+			}
+			quoted = m[1]
 		}
-		m := importLine.FindStringSubmatch(l)
-		if m == nil {
-			break
+		if quoted != "" {
+			path, err := strconv.Unquote(quoted)
+			if err != nil {
+				return "", fmt.Errorf("%s: import %s: %v", s.Where(), quoted, err)
+			}
+			imports[path] = true
 		}
-		path, err := strconv.Unquote(m[1])
-		if err != nil {
-			return "", fmt.Errorf("%s: %v", s.Where(), err)
-		}
-		imports[path] = true
 		skip++
 	}
 	body := strings.Join(lines[skip:], "\n")
