@@ -73,6 +73,8 @@ describe("documentation", { skip: skipReason || false, timeout: 180_000 }, () =>
     const values = await barMoves(page);
     assert.ok(values.some((v) => v > 0), `bar values ${values}`);
     assert.match(await page.locator("#percent").textContent(), /^\d+ %$/);
+    // The same picture every time: the bar at 50 %.
+    await page.waitForFunction(() => document.getElementById("percent").textContent === "50 %");
     await h.screenshot(page, "quickstart");
 
     // Ctrl-C: exit status 0, and the page is told the server went away (1001).
@@ -81,6 +83,7 @@ describe("documentation", { skip: skipReason || false, timeout: 180_000 }, () =>
     assert.equal(code, 0, `exit status after SIGINT:\n${srv.output}`);
     await page.waitForFunction(() => document.getElementById("state").textContent === "reconnecting");
     assert.match(srv.output, /open http:\/\/127\.0\.0\.1:\d+/);
+    assert.match(srv.output, /websocket_disconnected .*code=1001 reason="going away"/, "the hub shut down, not only the HTTP server");
     assert.deepEqual(errors, []);
   });
 
