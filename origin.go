@@ -76,8 +76,9 @@ func downgrade(pageScheme string, r *http.Request) bool {
 
 // refusal returns what the 403 of a refused origin says: the origin, and how to allow it.
 // The pattern it suggests is the one OriginPatterns needs for this page (its host and
-// port, or scheme://host:port for an http:// page of the hub's own host reached over
-// TLS), with the characters path.Match treats as special escaped (an IPv6 literal has
+// port; https://host:port for an https:// page, so that the pattern does not also admit
+// the same host's http:// pages; scheme://host:port for an http:// page of the hub's own
+// host reached over TLS), with the characters path.Match treats as special escaped (an IPv6 literal has
 // brackets). An origin without a host ("null": a sandboxed iframe, a file: page) cannot
 // be allowed by any pattern, so the message names the other option.
 func (p *originPolicy) refusal(origin string, r *http.Request) string {
@@ -92,10 +93,19 @@ func (p *originPolicy) refusal(origin string, r *http.Request) string {
 	host := strings.ToLower(u.Host)
 	if strings.EqualFold(u.Host, r.Host) { // refused only because of downgrade
 		return msg + "serve the page over https, or add " +
-			strconv.Quote(escapePattern(strings.ToLower(u.Scheme)+"://"+host)) + " to Options.OriginPatterns"
+			quotePattern(strings.ToLower(u.Scheme)+"://"+host) + " to Options.OriginPatterns"
 	}
-	return msg + "add " + strconv.Quote(escapePattern(host)) + " to Options.OriginPatterns"
+	pattern := host
+	if strings.EqualFold(u.Scheme, "https") { // host alone would let the http:// page in too
+		pattern = "https://" + host
+	}
+	return msg + "add " + quotePattern(pattern) + " to Options.OriginPatterns"
 }
+
+// quotePattern puts an escaped pattern in double quotes as it is to be written, not in
+// Go's quoting: a pattern for an IPv6 literal reads "\[::1]:9000", which pastes into Go
+// source (a raw string), YAML or an environment variable alike.
+func quotePattern(s string) string { return `"` + escapePattern(s) + `"` }
 
 // escapePattern escapes what path.Match would read as a wildcard or a class.
 func escapePattern(s string) string {

@@ -246,7 +246,7 @@ func TestForeignOriginRefusalNamesThePatternToAdd(t *testing.T) {
 		header                http.Header
 	}{
 		{"host and port", "http://a.example:8080", "a.example:8080", nil},
-		{"no port, upper case", "https://APP.Example", "app.example", nil},
+		{"https, no port, upper case: the scheme too", "https://APP.Example", "https://app.example", nil},
 		{"IPv6 literal: bracket escaped", "http://[::1]:9000", `\[::1]:9000`, nil},
 		{"the hub's own host over plain http, hub behind TLS", "", "http://", http.Header{"X-Forwarded-Proto": {"https"}}},
 	}
@@ -267,7 +267,7 @@ func TestForeignOriginRefusalNamesThePatternToAdd(t *testing.T) {
 			require.Equal(t, http.StatusForbidden, resp.StatusCode)
 			want := "origin " + strconv.Quote(origin) + " not allowed; "
 			assert.True(t, strings.HasPrefix(body, "wspub: "+want), body)
-			assert.Contains(t, body, "add "+strconv.Quote(pattern)+" to Options.OriginPatterns")
+			assert.Contains(t, body, `add "`+pattern+`" to Options.OriginPatterns`, "quoted as written, not in Go's quoting")
 			rejected := logs.Events("websocket_rejected")
 			require.Len(t, rejected, 1)
 			assert.Equal(t, strings.TrimSuffix(strings.TrimPrefix(body, "wspub: "), "\n"), rejected[0]["reason"])
