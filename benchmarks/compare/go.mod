@@ -10,6 +10,7 @@ require (
 	github.com/gorilla/websocket v1.5.3
 	github.com/olahol/melody v1.4.0
 	github.com/stretchr/testify v1.12.1
+	github.com/wspub/wspub v0.0.0-00010101000000-000000000000
 	go.uber.org/goleak v1.3.0
 )
 

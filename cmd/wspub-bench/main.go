@@ -6,13 +6,14 @@
 // It has three subcommands. serve runs a bench server: a hub with default options (or
 // the timeouts and queue bound its flags set) at /ws, plus POST /publish to publish a
 // burst of numbered, timestamped messages and GET /stats for the hub's Stats and the
-// runtime's memory figures (after a GC with ?gc=1). run opens N clients against a
-// server, subscribes them, triggers a burst and reports what arrived; with -flood, raw
-// clients flood the server with frames meanwhile. soak keeps N clients joining,
-// receiving and leaving in every way a client leaves (close handshake, TCP FIN, TCP
-// RST, stops reading, stops answering pings) for a duration while it publishes, samples
-// the server's heap after GC, goroutines, connections and deliveries, writes them as CSV
-// and an SVG chart, and fails when the heap or the goroutines trend upward.
+// runtime's memory figures (after a GC with ?gc=1), the control surface of
+// internal/benchctl, which the peer servers of benchmarks/compare serve too. run opens N
+// clients against a server, subscribes them, triggers a burst and reports what arrived;
+// with -flood, raw clients flood the server with frames meanwhile. soak keeps N clients
+// joining, receiving and leaving in every way a client leaves (close handshake, TCP FIN,
+// TCP RST, stops reading, stops answering pings) for a duration while it publishes,
+// samples the server's heap after GC, goroutines, connections and deliveries, writes
+// them as CSV and an SVG chart, and fails when the heap or the goroutines trend upward.
 //
 //	go build -o /tmp/wspub-bench ./cmd/wspub-bench
 //	/tmp/wspub-bench serve -addr 127.0.0.1:8090 &

@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/wspub/wspub/internal/benchctl"
 	"github.com/wspub/wspub/internal/wstest"
 )
 
@@ -148,7 +149,7 @@ func TestServePublish(t *testing.T) {
 			require.NoError(t, err)
 			defer resp.Body.Close()
 			require.Equal(t, http.StatusAccepted, resp.StatusCode)
-			var pr publishResponse
+			var pr benchctl.Response
 			require.NoError(t, json.NewDecoder(resp.Body).Decode(&pr))
 			assert.Equal(t, tc.n, pr.Published)
 			assert.Positive(t, pr.DurationNS)

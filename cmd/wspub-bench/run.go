@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/wspub/wspub/internal/benchctl"
 )
 
 // runConfig configures a run.
@@ -201,8 +203,8 @@ func (cfg *runConfig) validate() error {
 		return errors.New("-channels must be at least 1")
 	case !cfg.Idle && cfg.Msgs < 1:
 		return errors.New("-msgs must be at least 1")
-	case cfg.Size < 0 || cfg.Size > maxPublishSize:
-		return fmt.Errorf("-size must be in 0..%d", maxPublishSize)
+	case cfg.Size < 0 || cfg.Size > benchctl.MaxSize:
+		return fmt.Errorf("-size must be in 0..%d", benchctl.MaxSize)
 	case cfg.Rate < 0:
 		return errors.New("-rate must not be negative")
 	case cfg.Slow < 0 || cfg.Slow >= 1:

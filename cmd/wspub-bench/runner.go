@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/wspub/wspub/internal/benchctl"
 )
 
 // runner runs one run. Its counters are shared with the clients' goroutines.
@@ -326,7 +328,7 @@ func (r *runner) fanout(ctx context.Context) (*result, error) {
 	}
 
 	type triggered struct {
-		resp publishResponse
+		resp benchctl.Response
 		err  error
 	}
 	trig := make(chan triggered, 1)
@@ -477,8 +479,8 @@ func (r *runner) stats(ctx context.Context, gc bool) (serverStats, error) {
 }
 
 // trigger POSTs the trigger URL and returns the bench server's answer.
-func (r *runner) trigger(ctx context.Context) (publishResponse, error) {
-	var resp publishResponse
+func (r *runner) trigger(ctx context.Context) (benchctl.Response, error) {
+	var resp benchctl.Response
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.cfg.Trigger, nil)
 	if err != nil {
 		return resp, err

@@ -12,13 +12,12 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os/signal"
-	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/wspub/wspub"
+	"github.com/wspub/wspub/internal/benchctl"
 )
 
 // serveConfig configures the bench server.
@@ -41,12 +40,8 @@ type serveConfig struct {
 	SndBuf int
 }
 
-// Limits of POST /publish.
-const (
-	maxPublishN    = 10_000_000
-	maxPublishSize = 1 << 20 // the hub's default MaxQueueBytes: a larger message is refused
-	benchType      = "bench"
-)
+// benchType is the type of the bench messages.
+const benchType = "bench"
 
 func serveMain(args []string, stderr io.Writer) error {
 	var cfg serveConfig
@@ -175,10 +170,14 @@ func newServer(cfg serveConfig, log *slog.Logger) (http.Handler, func(context.Co
 		CloseTimeout:  cfg.CloseTimeout,
 		MaxQueueBytes: cfg.MaxQueueBytes,
 	})
-	mux := http.NewServeMux()
-	mux.Handle("/ws", hub)
-	mux.HandleFunc("POST /publish", func(w http.ResponseWriter, r *http.Request) { handlePublish(w, r, hub) })
-	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) { handleStats(w, r, hub) })
+	mux := benchctl.NewMux(hub, &benchctl.Publisher{
+		Layout: hubLayout,
+		Publish: func(ctx context.Context, channel string, data []byte) error {
+			return hub.Publish(ctx, channel, wspub.Message{Type: benchType, Data: json.RawMessage(data)})
+		},
+		Reuse:  true, // the hub copies the data into the envelope
+		Status: publishStatus,
+	}, benchctl.StatsHandler(hub.Stats))
 	if cfg.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -189,175 +188,22 @@ func newServer(cfg serveConfig, log *slog.Logger) (http.Handler, func(context.Co
 	return mux, hub.Shutdown
 }
 
-// publishRequest is the query of POST /publish.
-type publishRequest struct {
-	Channel string
-	N       int
-	Size    int
-	Rate    float64 // messages per second; 0 means as fast as possible
-	Start   int     // seq of the first message
-}
+// serverStats is the answer of GET /stats: the hub's Stats, under their Go names, and
+// the runtime's figures.
+type serverStats = benchctl.Stats[wspub.Stats]
 
-// publishResponse is the answer of POST /publish.
-type publishResponse struct {
-	Published     int    `json:"published"`
-	DurationNS    int64  `json:"duration_ns"`    // first Publish call to the return of the last
-	FirstTS       int64  `json:"first_ts"`       // "ts" of message 0, unix nanoseconds
-	EnvelopeBytes int    `json:"envelope_bytes"` // size of message 0 on the wire
-	Error         string `json:"error,omitempty"`
-}
-
-func parsePublishRequest(q map[string][]string) (publishRequest, error) {
-	get := func(k string) string {
-		if v := q[k]; len(v) > 0 {
-			return v[0]
-		}
-		return ""
-	}
-	p := publishRequest{Channel: "bench", N: 1000, Size: 128}
-	if v := get("channel"); v != "" {
-		p.Channel = v
-	}
-	var err error
-	if v := get("n"); v != "" {
-		if p.N, err = strconv.Atoi(v); err != nil || p.N < 1 || p.N > maxPublishN {
-			return p, fmt.Errorf("n must be an integer in 1..%d", maxPublishN)
-		}
-	}
-	if v := get("size"); v != "" {
-		if p.Size, err = strconv.Atoi(v); err != nil || p.Size < 0 || p.Size > maxPublishSize {
-			return p, fmt.Errorf("size must be an integer in 0..%d", maxPublishSize)
-		}
-	}
-	if v := get("rate"); v != "" {
-		if p.Rate, err = strconv.ParseFloat(v, 64); err != nil || p.Rate < 0 || p.Rate > 1e9 {
-			return p, errors.New("rate must be a number of messages per second, 0 for as fast as possible")
-		}
-	}
-	if v := get("start"); v != "" {
-		if p.Start, err = strconv.Atoi(v); err != nil || p.Start < 0 || p.Start > 1<<53 {
-			return p, errors.New("start must be a non-negative integer, the seq of the first message")
-		}
-	}
-	return p, nil
-}
-
-func handlePublish(w http.ResponseWriter, r *http.Request, hub *wspub.Hub) {
-	p, err := parsePublishRequest(r.URL.Query())
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	res, err := publishBurst(r.Context(), hub, p)
-	status := http.StatusAccepted
-	if err != nil {
-		res.Error = err.Error()
-		status = http.StatusInternalServerError
-		if errors.Is(err, wspub.ErrInvalidChannel) {
-			status = http.StatusBadRequest
-		}
-	}
-	writeJSON(w, status, res)
-}
-
-// publishBurst publishes p.N bench messages to p.Channel from the calling goroutine, each
-// stamped with the time just before its Publish call.
-func publishBurst(ctx context.Context, hub *wspub.Hub, p publishRequest) (publishResponse, error) {
-	var res publishResponse
-	var interval time.Duration
-	if p.Rate > 0 {
-		interval = time.Duration(float64(time.Second) / p.Rate)
-	}
-	b := newBenchData(p.Channel, p.Size)
-	start := time.Now()
-	for i := 0; i < p.N; i++ {
-		if interval > 0 {
-			// Pace against the schedule, not the previous message, so sleeping late does
-			// not lower the rate.
-			if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-				time.Sleep(d)
-			}
-		}
-		ts := time.Now().UnixNano()
-		data := b.build(p.Start+i, ts)
-		if i == 0 {
-			res.FirstTS, res.EnvelopeBytes = ts, b.envelopeLen(data)
-		}
-		if err := hub.Publish(ctx, p.Channel, wspub.Message{Type: benchType, Data: json.RawMessage(data)}); err != nil {
-			res.DurationNS = time.Since(start).Nanoseconds()
-			return res, fmt.Errorf("publish %d of %d: %w", i+1, p.N, err)
-		}
-		res.Published++
-	}
-	res.DurationNS = time.Since(start).Nanoseconds()
-	return res, nil
-}
-
-// benchData builds the data of bench messages, {"seq":i,"ts":nanos,"pad":"xxx"}, padded
-// so that the whole envelope is size bytes when it can be. It reuses one buffer: the hub
-// copies the data into the envelope.
-type benchData struct {
-	buf      []byte
-	pad      string
-	size     int
-	overhead int // envelope bytes around the data
-}
-
-func newBenchData(channel string, size int) *benchData {
+// hubLayout is the layout of the bench messages of wspub-bench serve: Publish is given
+// the data alone and the hub wraps it in {"type":"bench","channel":C,"data":…}.
+func hubLayout(channel string) benchctl.Layout {
 	quoted := len(channel) + 2 + strings.Count(channel, `"`) + strings.Count(channel, `\`)
-	overhead := len(`{"type":"`+benchType+`","channel":`) + quoted + len(`,"data":`) + len(`}`)
-	return &benchData{buf: make([]byte, 0, size+64), pad: strings.Repeat("x", size), size: size, overhead: overhead}
+	return benchctl.Layout{Extra: len(`{"type":"`+benchType+`","channel":`) + quoted + len(`,"data":`) + len(`}`)}
 }
 
-func (b *benchData) build(seq int, ts int64) []byte {
-	d := append(b.buf[:0], `{"seq":`...)
-	d = strconv.AppendInt(d, int64(seq), 10)
-	d = append(d, `,"ts":`...)
-	d = strconv.AppendInt(d, ts, 10)
-	d = append(d, `,"pad":"`...)
-	pad := b.size - b.overhead - len(d) - len(`"}`)
-	if pad > 0 {
-		d = append(d, b.pad[:pad]...)
+// publishStatus is the status of a POST /publish whose Publish failed with err: 400 Bad
+// Request for a channel name the hub refuses, else 500.
+func publishStatus(err error) int {
+	if errors.Is(err, wspub.ErrInvalidChannel) {
+		return http.StatusBadRequest
 	}
-	d = append(d, `"}`...)
-	b.buf = d
-	return d
-}
-
-func (b *benchData) envelopeLen(data []byte) int { return b.overhead + len(data) }
-
-// serverStats is the answer of GET /stats.
-type serverStats struct {
-	Hub        wspub.Stats `json:"hub"`
-	HeapInuse  uint64      `json:"heap_inuse"`
-	StackInuse uint64      `json:"stack_inuse"`
-	HeapAlloc  uint64      `json:"heap_alloc"`
-	Sys        uint64      `json:"sys"`
-	NumGC      uint32      `json:"num_gc"`
-	Goroutines int         `json:"goroutines"`
-	GC         bool        `json:"gc"` // garbage was collected (twice) before the figures were read
-}
-
-func handleStats(w http.ResponseWriter, r *http.Request, hub *wspub.Hub) {
-	var st serverStats
-	if v := r.URL.Query().Get("gc"); v != "" && v != "0" && v != "false" {
-		// Twice: the first moves sync.Pool contents (the hub's gather and frame buffers)
-		// to the pools' victim caches, the second frees them, so that what is left is
-		// what something still references.
-		runtime.GC()
-		runtime.GC()
-		st.GC = true
-	}
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	st.Hub = hub.Stats()
-	st.HeapInuse, st.StackInuse, st.HeapAlloc, st.Sys, st.NumGC = ms.HeapInuse, ms.StackInuse, ms.HeapAlloc, ms.Sys, ms.NumGC
-	st.Goroutines = runtime.NumGoroutine()
-	writeJSON(w, http.StatusOK, st)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	return http.StatusInternalServerError
 }

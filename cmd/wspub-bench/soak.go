@@ -20,6 +20,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wspub/wspub/internal/benchctl"
 )
 
 // soakConfig configures a soak.
@@ -221,8 +223,8 @@ func (cfg *soakConfig) validate() error {
 		return errors.New("-channel must not be empty")
 	case cfg.Publish < 0 || math.IsInf(cfg.Publish, 0) || math.IsNaN(cfg.Publish):
 		return errors.New("-publish must not be negative")
-	case cfg.Size < 0 || cfg.Size > maxPublishSize:
-		return fmt.Errorf("-size must be in 0..%d", maxPublishSize)
+	case cfg.Size < 0 || cfg.Size > benchctl.MaxSize:
+		return fmt.Errorf("-size must be in 0..%d", benchctl.MaxSize)
 	case cfg.StatsURL == "":
 		return errors.New("-stats must not be empty: the soak judges the server's figures")
 	case cfg.ServerWait <= 0 || cfg.CloseWait <= 0:
@@ -614,7 +616,7 @@ func (s *soaker) publisher(ctx context.Context, channel string) {
 			s.fatal(err)
 			return
 		}
-		var resp publishResponse
+		var resp benchctl.Response
 		err = doJSON(s.http, req, http.StatusAccepted, &resp)
 		seq += resp.Published
 		s.published.Add(int64(resp.Published))

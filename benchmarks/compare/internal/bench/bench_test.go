@@ -1,48 +1,45 @@
 package bench
 
 import (
+	"context"
 	"encoding/json"
-	"net/url"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/wspub/wspub/internal/benchctl"
 )
 
-func TestMessageIsSizeBytes(t *testing.T) {
-	for _, l := range []Layout{EnvelopeLayout("bench"), EnvelopeLayout(`odd "name"`), {Extra: 40}} {
-		m := newMessage(l, 128)
-		msg := m.build(7, 1_700_000_000_000_000_000)
-		assert.Equal(t, 128, m.wireLen(msg), string(msg))
-		var v struct {
-			Data struct {
-				Seq int   `json:"seq"`
-				TS  int64 `json:"ts"`
-			} `json:"data"`
-			Seq int `json:"seq"`
-		}
-		require.NoError(t, json.Unmarshal(msg, &v), string(msg))
-		if l.Prefix != "" {
-			assert.Equal(t, 7, v.Data.Seq)
-			assert.EqualValues(t, 1_700_000_000_000_000_000, v.Data.TS)
-		} else {
-			assert.Equal(t, 7, v.Seq)
-		}
-	}
-	small := newMessage(EnvelopeLayout("bench"), 0).build(1, 2)
-	assert.JSONEq(t, `{"type":"bench","channel":"bench","data":{"seq":1,"ts":2,"pad":""}}`, string(small), "no pad when size is too small")
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
 }
 
-func TestParsePublishRequest(t *testing.T) {
-	p, err := parsePublishRequest(url.Values{}.Get)
-	require.NoError(t, err)
-	assert.Equal(t, publishRequest{Channel: "bench", N: 1000, Size: 128}, p)
-	p, err = parsePublishRequest(url.Values{"channel": {"c"}, "n": {"5"}, "size": {"64"}, "rate": {"20"}, "start": {"3"}}.Get)
-	require.NoError(t, err)
-	assert.Equal(t, publishRequest{Channel: "c", N: 5, Size: 64, Rate: 20, Start: 3}, p)
-	for _, bad := range []url.Values{{"n": {"0"}}, {"size": {"-1"}}, {"rate": {"x"}}, {"start": {"-2"}}} {
-		_, err := parsePublishRequest(bad.Get)
-		assert.Error(t, err, bad)
+// TestEnvelopeLayout: through the control surface, a wspub-protocol peer is given
+// wspub's envelope of the bench data, size bytes in all, whatever the channel's name.
+func TestEnvelopeLayout(t *testing.T) {
+	for _, channel := range []string{"bench", `odd "name" <&>`} {
+		var msgs [][]byte
+		p := &benchctl.Publisher{Layout: EnvelopeLayout, Publish: func(_ context.Context, _ string, msg []byte) error {
+			msgs = append(msgs, msg)
+			return nil
+		}}
+		res, err := p.Burst(context.Background(), benchctl.Request{Channel: channel, N: 2, Size: 128, Start: 7})
+		require.NoError(t, err)
+		assert.Equal(t, 128, res.EnvelopeBytes)
+		require.Len(t, msgs, 2)
+		for i, msg := range msgs {
+			assert.Len(t, msg, 128, string(msg))
+			var v struct {
+				Type, Channel string
+				Data          struct{ Seq int }
+			}
+			require.NoError(t, json.Unmarshal(msg, &v), string(msg))
+			assert.Equal(t, "bench", v.Type)
+			assert.Equal(t, channel, v.Channel)
+			assert.Equal(t, 7+i, v.Data.Seq)
+		}
 	}
 }
 

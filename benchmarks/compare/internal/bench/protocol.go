@@ -1,6 +1,17 @@
 package bench
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/wspub/wspub/internal/benchctl"
+)
+
+// EnvelopeLayout is wspub's envelope, {"type":"bench","channel":C,"data":D}, which the
+// servers that speak wspub's protocol send as it is.
+func EnvelopeLayout(channel string) benchctl.Layout {
+	ch, _ := json.Marshal(channel) // a string always encodes
+	return benchctl.Layout{Prefix: `{"type":"bench","channel":` + string(ch) + `,"data":`, Suffix: `}`}
+}
 
 // subscribeRequest is the one client message the wspub-protocol peers understand:
 // {"type":"subscribe","channel":"bench","id":"1"}.

@@ -8,7 +8,7 @@ import (
 
 	"github.com/centrifugal/centrifuge"
 
-	"github.com/wspub/wspub/benchmarks/compare/internal/bench"
+	"github.com/wspub/wspub/internal/benchctl"
 )
 
 // Centrifuge is a centrifuge Node as its README sets one up: the default Config (memory
@@ -51,9 +51,9 @@ func (p *Centrifuge) Publish(_ context.Context, channel string, msg []byte) erro
 
 // Layout is the bench data alone: centrifuge sends it as
 // {"push":{"channel":C,"pub":{"data":D}}}.
-func (p *Centrifuge) Layout(channel string) bench.Layout {
+func (p *Centrifuge) Layout(channel string) benchctl.Layout {
 	ch, _ := json.Marshal(channel) // a string always encodes
-	return bench.Layout{Extra: len(`{"push":{"channel":`) + len(ch) + len(`,"pub":{"data":`) + len(`}}}`)}
+	return benchctl.Layout{Extra: len(`{"push":{"channel":`) + len(ch) + len(`,"pub":{"data":`) + len(`}}}`)}
 }
 
 // Conns is the number of clients connected to the Node.

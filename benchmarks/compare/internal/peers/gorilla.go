@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wspub/wspub/benchmarks/compare/internal/bench"
+	"github.com/wspub/wspub/internal/benchctl"
 )
 
 // The gorilla chat example's constants.
@@ -239,7 +240,7 @@ func (g *Gorilla) Publish(ctx context.Context, channel string, msg []byte) error
 }
 
 // Layout is wspub's envelope: the hub sends what it is given.
-func (g *Gorilla) Layout(channel string) bench.Layout { return bench.EnvelopeLayout(channel) }
+func (g *Gorilla) Layout(channel string) benchctl.Layout { return bench.EnvelopeLayout(channel) }
 
 // Conns is the number of connections whose read pump runs.
 func (g *Gorilla) Conns() int { return int(g.conns.Load()) }

@@ -7,6 +7,7 @@ import (
 	"github.com/olahol/melody"
 
 	"github.com/wspub/wspub/benchmarks/compare/internal/bench"
+	"github.com/wspub/wspub/internal/benchctl"
 )
 
 // channelKey is the session key that holds a melody session's channel.
@@ -51,7 +52,7 @@ func (p *Melody) Publish(_ context.Context, channel string, msg []byte) error {
 }
 
 // Layout is wspub's envelope: melody sends what it is given.
-func (p *Melody) Layout(channel string) bench.Layout { return bench.EnvelopeLayout(channel) }
+func (p *Melody) Layout(channel string) benchctl.Layout { return bench.EnvelopeLayout(channel) }
 
 // Conns is the number of sessions.
 func (p *Melody) Conns() int { return p.m.Len() }

@@ -9,6 +9,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/wspub/wspub/benchmarks/compare/internal/bench"
+	"github.com/wspub/wspub/internal/benchctl"
 )
 
 // The naive hub's constants: the chat example's write timeout; its 16-message buffer
@@ -140,7 +141,7 @@ func (n *Naive) Publish(_ context.Context, channel string, msg []byte) error {
 }
 
 // Layout is wspub's envelope: the hub sends what it is given.
-func (n *Naive) Layout(channel string) bench.Layout { return bench.EnvelopeLayout(channel) }
+func (n *Naive) Layout(channel string) benchctl.Layout { return bench.EnvelopeLayout(channel) }
 
 // Conns is the number of subscribers.
 func (n *Naive) Conns() int {

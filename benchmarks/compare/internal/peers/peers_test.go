@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wspub/wspub/benchmarks/compare/internal/bench"
+	"github.com/wspub/wspub/internal/benchctl"
 )
 
 // TestMain fails the run if a test leaves a goroutine behind: every peer's Close must
@@ -98,7 +99,7 @@ func TestPeersDeliverABurst(t *testing.T) {
 
 			resp, err := http.Post(srv.URL+"/publish?n=20&size=160&rate=2000", "", nil)
 			require.NoError(t, err)
-			var pub bench.PublishResponse
+			var pub benchctl.Response
 			require.NoError(t, json.NewDecoder(resp.Body).Decode(&pub))
 			resp.Body.Close()
 			require.Equal(t, http.StatusAccepted, resp.StatusCode, pub.Error)
