@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,9 +14,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/wspub/wspub/benchmarks/compare/internal/peers"
+	"github.com/wspub/wspub/internal/wstest"
 )
 
 // helperEnv makes the test binary serve the peer it names instead of running the tests,
@@ -26,16 +25,18 @@ const helperEnv = "WSPUB_COMPARE_HELPER_PEER"
 
 // TestMain fails the run if a test leaves a goroutine behind.
 func TestMain(m *testing.M) {
-	if name := os.Getenv(helperEnv); name != "" {
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-		defer stop()
-		if err := peers.Serve(ctx, name, "127.0.0.1:0", os.Stderr); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
-		}
-		os.Exit(0)
+	wstest.Main(m, helperEnv, servePeer)
+}
+
+// servePeer serves the peer name until SIGTERM.
+func servePeer(name string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	if err := peers.Serve(ctx, name, "127.0.0.1:0", os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
 	}
-	goleak.VerifyTestMain(m)
+	return 0
 }
 
 // TestChildServer starts a peer as a child process, reads its /stats and stops it.
@@ -47,11 +48,8 @@ func TestChildServer(t *testing.T) {
 	require.NoError(t, err)
 	assert.Regexp(t, `^127\.0\.0\.1:\d+$`, c.addr)
 
-	resp, err := http.Get("http://" + c.addr + "/stats?gc=1")
-	require.NoError(t, err)
 	var st map[string]any
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&st))
-	resp.Body.Close()
+	wstest.GetJSON(t, "http://"+c.addr+"/stats?gc=1", &st)
 	assert.Equal(t, true, st["gc"])
 	assert.Contains(t, st, "heap_inuse")
 	assert.Contains(t, st, "goroutines")

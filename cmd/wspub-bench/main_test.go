@@ -21,7 +21,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/wspub/wspub/internal/benchctl"
 	"github.com/wspub/wspub/internal/wstest"
@@ -35,10 +34,7 @@ const helperEnv = "WSPUB_BENCH_HELPER_ARGS"
 // TestMain fails the run if a test leaves a goroutine behind: every client, the hub and
 // the HTTP transports must have stopped.
 func TestMain(m *testing.M) {
-	if args := os.Getenv(helperEnv); args != "" {
-		os.Exit(realMain(strings.Fields(args), os.Stdout, os.Stderr))
-	}
-	goleak.VerifyTestMain(m)
+	wstest.Main(m, helperEnv, func(args string) int { return realMain(strings.Fields(args), os.Stdout, os.Stderr) })
 }
 
 const testTimeout = 20 * time.Second
@@ -61,19 +57,10 @@ func startServer(t *testing.T) string {
 
 func wsURL(base string) string { return wstest.WSURL(base) + "/ws" }
 
-func getJSON(t *testing.T, url string, v any) {
-	t.Helper()
-	resp, err := http.Get(url)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(v))
-}
-
 func TestServeStats(t *testing.T) {
 	base := startServer(t)
 	var st serverStats
-	getJSON(t, base+"/stats", &st)
+	wstest.GetJSON(t, base+"/stats", &st)
 	assert.False(t, st.GC)
 	assert.Positive(t, st.HeapInuse)
 	assert.Positive(t, st.StackInuse)
@@ -83,13 +70,13 @@ func TestServeStats(t *testing.T) {
 	assert.Zero(t, st.Hub.Connections)
 
 	var after serverStats
-	getJSON(t, base+"/stats?gc=1", &after)
+	wstest.GetJSON(t, base+"/stats?gc=1", &after)
 	assert.True(t, after.GC)
 	assert.Greater(t, after.NumGC, st.NumGC, "?gc=1 runs a collection")
 
 	// The hub's Stats are there under their Go names.
 	var raw struct{ Hub map[string]any }
-	getJSON(t, base+"/stats", &raw)
+	wstest.GetJSON(t, base+"/stats", &raw)
 	assert.Contains(t, raw.Hub, "SlowEvictions")
 	assert.Contains(t, raw.Hub, "Dropped")
 }

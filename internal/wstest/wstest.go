@@ -3,11 +3,12 @@
 // subprotocol under a deadline, reading frames and splitting them on '\n' into JSON
 // messages, expecting a message, subscribing, proving with a ping round trip that nothing
 // else is pending, reading until the close, a slog.Handler that records what is logged,
-// and skipping a test whose service is missing (failing it on CI).
+// skipping a test whose service is missing (failing it on CI), GETting JSON, and the
+// TestMain of tests that run their own binary as a child process.
 //
-// It imports only the standard library, github.com/coder/websocket and
-// github.com/stretchr/testify, never github.com/wspub/wspub itself, so that the tests of
-// package wspub can use it without an import cycle.
+// It imports only the standard library, github.com/coder/websocket,
+// github.com/stretchr/testify and go.uber.org/goleak, never github.com/wspub/wspub
+// itself, so that the tests of package wspub can use it without an import cycle.
 package wstest
 
 import (
@@ -27,6 +28,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 )
 
 // Subprotocol is the WebSocket subprotocol of the wspub protocol, wspub.Subprotocol,
@@ -441,4 +443,25 @@ func FreePort(t testing.TB) int {
 	port := l.Addr().(*net.TCPAddr).Port
 	require.NoError(t, l.Close())
 	return port
+}
+
+// GetJSON GETs url, requires 200 OK and decodes the JSON body into v.
+func GetJSON(t testing.TB, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(v))
+}
+
+// Main is the TestMain of a package whose tests run their own test binary as a child
+// process, with the environment variable env set: then the binary exits with what child
+// returns, given env's value, instead of running the tests. Otherwise it runs the tests
+// and fails the run if one leaves a goroutine behind (goleak, with opts).
+func Main(m *testing.M, env string, child func(value string) int, opts ...goleak.Option) {
+	if v := os.Getenv(env); v != "" {
+		os.Exit(child(v))
+	}
+	goleak.VerifyTestMain(m, opts...)
 }

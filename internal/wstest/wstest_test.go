@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +23,46 @@ import (
 	"github.com/wspub/wspub"
 	"github.com/wspub/wspub/internal/wstest"
 )
+
+// childEnv makes the test binary run TestMain's child instead of the tests.
+const childEnv = "WSTEST_CHILD_EXIT"
+
+// TestMain is wstest.Main's: the tests must not leave a goroutine behind, and with
+// childEnv set the binary prints and exits with its value.
+func TestMain(m *testing.M) {
+	wstest.Main(m, childEnv, func(v string) int {
+		fmt.Println("child", v)
+		code, _ := strconv.Atoi(v)
+		return code
+	})
+}
+
+// TestMainChild: with its variable set, the test binary runs the child, not the tests.
+func TestMainChild(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=7")
+	out, err := cmd.Output()
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit)
+	assert.Equal(t, 7, exit.ExitCode())
+	assert.Equal(t, "child 7\n", string(out), "the child's output alone")
+}
+
+func TestGetJSON(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/ok" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write([]byte(`{"a":1}`))
+	}))
+	defer srv.Close()
+	var v struct{ A int }
+	wstest.GetJSON(t, srv.URL+"/ok", &v)
+	assert.Equal(t, 1, v.A)
+	assert.True(t, run(t, func(tb testing.TB) { wstest.GetJSON(tb, srv.URL+"/missing", &v) }), "a 404 fails the test")
+	http.DefaultClient.CloseIdleConnections()
+}
 
 func TestSubprotocolIsWspubs(t *testing.T) {
 	assert.Equal(t, wspub.Subprotocol, wstest.Subprotocol)

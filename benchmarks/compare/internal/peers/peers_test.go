@@ -18,6 +18,7 @@ import (
 
 	"github.com/wspub/wspub/benchmarks/compare/internal/bench"
 	"github.com/wspub/wspub/internal/benchctl"
+	"github.com/wspub/wspub/internal/wstest"
 )
 
 // TestMain fails the run if a test leaves a goroutine behind: every peer's Close must
@@ -91,7 +92,7 @@ func TestPeersDeliverABurst(t *testing.T) {
 			}
 
 			var st bench.Stats
-			get(t, srv.URL+"/stats?gc=1", &st)
+			wstest.GetJSON(t, srv.URL+"/stats?gc=1", &st)
 			assert.Equal(t, 1, st.Hub.Connections)
 			assert.True(t, st.GC)
 			assert.Positive(t, st.HeapInuse)
@@ -120,13 +121,4 @@ func TestPeersDeliverABurst(t *testing.T) {
 func TestUnknownPeer(t *testing.T) {
 	_, err := New("socketio")
 	assert.ErrorContains(t, err, "unknown server")
-}
-
-func get(t *testing.T, url string, v any) {
-	t.Helper()
-	resp, err := http.Get(url)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(v))
 }
