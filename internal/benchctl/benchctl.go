@@ -2,14 +2,13 @@
 // every peer server of the side-by-side harness (benchmarks/compare) share, so that the
 // load tool drives them all alike:
 //
-//	POST /publish  ?channel=bench&n=1000&size=128&rate=0&start=0: publish n messages of
-//	               about size bytes, {"seq":i,"ts":<unix nanos>,"pad":"x…"} (i from start
-//	               to start+n-1) in the server's layout, as fast as possible (rate=0) or
-//	               at rate per second, from one goroutine; answers 202 Accepted with
-//	               {"published","duration_ns","first_ts","envelope_bytes"} once the last
-//	               Publish has returned.
-//	GET  /stats    {"hub":…,"heap_inuse","stack_inuse","heap_alloc","sys","num_gc",
-//	               "goroutines","gc"}; ?gc=1 collects garbage twice first.
+//   - POST /publish?channel=bench&n=1000&size=128&rate=0&start=0 publishes n messages of
+//     about size bytes, {"seq":i,"ts":<unix nanos>,"pad":"x…"} (i from start to
+//     start+n-1) in the server's layout, as fast as possible (rate=0) or at rate per
+//     second, from one goroutine, and answers 202 Accepted with {"published",
+//     "duration_ns", "first_ts", "envelope_bytes"} once the last Publish has returned.
+//   - GET /stats answers {"hub":…, "heap_inuse", "stack_inuse", "heap_alloc", "sys",
+//     "num_gc", "goroutines", "gc"}; with ?gc=1 it collects garbage twice first.
 //
 // It imports only the standard library.
 package benchctl
