@@ -26,7 +26,12 @@
 //	                                       or {"i":<index>}; without channel, broadcast
 //	POST /close?code=&reason=              close every connection of the hub with code
 //	POST /subscribe?channel=               subscribe every connection server-side
-//	GET  /stats                            {"connections", "tokens", "muteCloses"}
+//	GET  /stats                            {"connections", "subscriptions", "tokens",
+//	                                       "muteCloses"}: subscriptions is the hub's
+//	                                       Stats().Subscriptions (connection-channel pairs)
+//
+// With -static DIR, the files of DIR are served at / (the Vite apps of
+// e2e/bindings.test.mjs), so that their pages are of the hub's own origin.
 package main
 
 import (
@@ -55,6 +60,7 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	exitOnEOF := flag.Bool("exit-on-eof", false, "exit when standard input closes")
+	static := flag.String("static", "", "a directory whose files are served at /")
 	flag.Parse()
 
 	ln, err := net.Listen("tcp", *addr)
@@ -64,7 +70,7 @@ func main() {
 	s := newServer()
 	fmt.Println(ln.Addr().String())
 
-	srv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: s.routes(*static), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			log.Fatal(err)
@@ -143,8 +149,11 @@ func (s *server) authenticate(r *http.Request) (wspub.Identity, error) {
 	return wspub.Identity{}, errors.New("unknown token")
 }
 
-func (s *server) routes() http.Handler {
+func (s *server) routes(static string) http.Handler {
 	mux := http.NewServeMux()
+	if static != "" {
+		mux.Handle("/", http.FileServer(http.Dir(static)))
+	}
 	mux.Handle("/ws", s.hub)
 	mux.Handle("/ws-strict", s.strict)
 	mux.Handle("/ws-timeout", http.TimeoutHandler(s.hub, time.Minute, ""))
@@ -225,13 +234,15 @@ func (s *server) subscribe(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) stats(w http.ResponseWriter, _ *http.Request) {
+	st := s.hub.Stats()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{
-		"connections": s.hub.Stats().Connections,
-		"tokens":      s.tokens,
-		"muteCloses":  slices.Clone(s.muteCloses),
+		"connections":   st.Connections,
+		"subscriptions": st.Subscriptions,
+		"tokens":        s.tokens,
+		"muteCloses":    slices.Clone(s.muteCloses),
 	})
 }
 
