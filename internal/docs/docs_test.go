@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -39,13 +40,14 @@ func TestEveryCodeBlockIsLabelledWithATestedOrInertLanguage(t *testing.T) {
 func TestTheDocsThatMustBeTestedHaveTheirSnippetsFound(t *testing.T) {
 	count := map[string]int{}
 	for _, s := range snippets(t) {
-		if s.Lang == "go" || s.Lang == "js" || s.Lang == "html" {
+		if slices.Contains(Tested, s.Lang) {
 			count[s.File+" "+s.Lang]++
 		}
 	}
 	for _, want := range []string{
 		"README.md go", "README.md html", "README.md js", "doc.go go",
 		"PROTOCOL.md js", "client/README.md go", "client/README.md html",
+		"client/README.md vue", "client/README.md jsx",
 	} {
 		assert.Positive(t, count[want], "no %s snippet found; the extractor is broken", want)
 	}

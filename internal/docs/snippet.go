@@ -18,15 +18,19 @@ import (
 type Snippet struct {
 	File string `json:"file"` // relative to the repository root, with forward slashes
 	Line int    `json:"line"` // of the block's first line of code
-	Lang string `json:"lang"` // the fence's language: go, js, html, sh, text, json
+	Lang string `json:"lang"` // the fence's language: one of Tested or Untested
 	Code string `json:"code"` // without the fence's indentation
 }
 
 // Where names a snippet in failure messages: "README.md:42".
 func (s Snippet) Where() string { return fmt.Sprintf("%s:%d", s.File, s.Line) }
 
-// Tested are the languages whose blocks are compiled (go) or executed (js, html).
-var Tested = []string{"go", "js", "html"}
+// Tested are the languages whose blocks are compiled (go: this package's tests) or
+// executed: js and html in a page next to a hub (e2e/docs.test.mjs); vue (a Vue
+// single-file component whose first line, <!-- Name.vue -->, names its file) and jsx (a
+// React module, // Name.jsx) built into a Vite app against the packed npm package and
+// driven in Chromium (e2e/bindings.test.mjs).
+var Tested = []string{"go", "js", "html", "vue", "jsx"}
 
 // Untested are the languages of blocks that are not programs: shell commands, wire
 // transcripts and output. Every other language, and a fence without one, is an error,
