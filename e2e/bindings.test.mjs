@@ -3,8 +3,9 @@
 // e2e/bindings (a committed package.json and package-lock.json, installed with npm ci in
 // a temporary directory) gets the tarball with npm install --no-save and client/README.md's
 // Vue and React examples (its vue and jsx code blocks, from internal/docs/docserver, the
-// extractor of every other docs test), and is built with NODE_ENV=development, so that
-// React's StrictMode mounts twice. Each page is served by client/testserver, next to its
+// extractor of every other docs test), its types are checked with tsc (src/types.tsx),
+// and it is built with NODE_ENV=development, so that React's StrictMode mounts twice.
+// Each page is served by client/testserver, next to its
 // hub, and driven in Chromium: subscribe and receive, close the panel (the hub's Stats
 // show the unsubscribe), open it again, and after the hub closes every connection
 // (1001), the client reconnects, resubscribes and receives again.
@@ -94,6 +95,8 @@ describe("the Vue and React bindings, packed and built with Vite", { skip: skipR
     }
     assert.ok(!packed.files.some((f) => f.startsWith("test/") || f === "build.mjs"), `the tarball ships ${packed.files}`);
     await npm(app, "install", "--no-save", packed.tgz);
+    // The package's types, found through its exports: src/types.tsx uses every binding.
+    await sh(app, join(app, "node_modules", ".bin", "tsc"), ["-p", "."]);
     for (const [binding, files] of Object.entries(examples)) {
       mkdirSync(join(app, "src", binding), { recursive: true });
       for (const [name, code] of Object.entries(files)) writeFileSync(join(app, "src", binding, name), code);
