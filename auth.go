@@ -1,6 +1,7 @@
 package wspub
 
 import (
+	"encoding/base64"
 	"net/http"
 	"strings"
 )
@@ -31,8 +32,17 @@ func (a Action) String() string {
 //
 //	new WebSocket(url, ["wspub.v1", "bearer." + token])
 //
-// The hub only ever echoes "wspub.v1", so the token is not sent back.
+// The hub only ever echoes "wspub.v1", so the token is not sent back. A token with
+// characters a subprotocol cannot hold is sent with SubprotocolToken64Prefix instead.
 const SubprotocolTokenPrefix = "bearer."
+
+// SubprotocolToken64Prefix marks a bearer token offered as a subprotocol in base64url
+// without padding (RFC 4648 §5) of its UTF-8 bytes: "bearer64." + base64url(token). A
+// subprotocol may only hold the characters of an HTTP token (RFC 7230: letters, digits
+// and !#$%&'*+-.^_`|~), and browsers refuse to open a WebSocket with any other, so a
+// client sends a token with others ("/", "=", spaces: standard base64, many JWT
+// libraries' output) this way.
+const SubprotocolToken64Prefix = "bearer64."
 
 // BearerToken returns the token of an "Authorization: Bearer <token>" header, or "".
 // Non-browser clients can set it; browsers cannot on a WebSocket handshake (see
@@ -46,14 +56,24 @@ func BearerToken(r *http.Request) string {
 	return strings.TrimSpace(h[len(prefix):])
 }
 
-// SubprotocolToken returns the token a client offered as the subprotocol
-// "bearer.<token>" (see SubprotocolTokenPrefix), or "". The token must consist of
-// characters allowed in an HTTP token, which JWTs and base64url strings are.
+// SubprotocolToken returns the token a client offered as a subprotocol, or "": the first
+// of "bearer.<token>" (see SubprotocolTokenPrefix), taken as it is, and
+// "bearer64.<base64url>" (see SubprotocolToken64Prefix), decoded. A bearer64 token that is
+// not strict base64url without padding is no token (""), so that a malformed one is
+// refused like a missing one.
 func SubprotocolToken(r *http.Request) string {
 	for _, header := range r.Header.Values("Sec-WebSocket-Protocol") {
 		for _, p := range strings.Split(header, ",") {
-			if p = strings.TrimSpace(p); strings.HasPrefix(p, SubprotocolTokenPrefix) {
+			p = strings.TrimSpace(p)
+			switch {
+			case strings.HasPrefix(p, SubprotocolTokenPrefix):
 				return p[len(SubprotocolTokenPrefix):]
+			case strings.HasPrefix(p, SubprotocolToken64Prefix):
+				b, err := base64.RawURLEncoding.Strict().DecodeString(p[len(SubprotocolToken64Prefix):])
+				if err != nil {
+					return ""
+				}
+				return string(b)
 			}
 		}
 	}

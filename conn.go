@@ -115,6 +115,28 @@ func (c *Conn) Send(ctx context.Context, m Message) error {
 	return c.enqueue(frame)
 }
 
+// Reply sends m to this connection as the answer to the client message to: with the
+// "id" of to, so that the client can match it to its request (without an id if to has
+// none). It queues m as Send does and returns Send's errors. A Handler answers with it:
+//
+//	hub.Handle("lookup", func(ctx context.Context, c *wspub.Conn, m wspub.ClientMessage) error {
+//		return c.Reply(ctx, m, wspub.Message{Type: "found", Data: map[string]int{"n": 1}})
+//	})
+func (c *Conn) Reply(ctx context.Context, to ClientMessage, m Message) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	frame, err := encodeMessage("", m)
+	if err == nil {
+		frame = withID(frame, to.ID)
+		err = c.hub.fitsQueue(frame)
+	}
+	if err != nil {
+		return err
+	}
+	return c.enqueue(frame)
+}
+
 // Close closes the connection with the given code and reason and returns at once. What
 // is already queued for the connection is still sent, then the close handshake runs;
 // Options.CloseTimeout bounds the two together. The connection's context is cancelled at

@@ -8,15 +8,18 @@ import (
 
 // decodeLimits bound what decodeClientMessage accepts.
 type decodeLimits struct {
-	maxChannel int // bytes in a channel name
-	maxData    int // bytes in the raw data value
+	maxChannel  int // bytes in a channel name
+	maxData     int // bytes in the raw data value
+	maxChannels int // names in a batch's "channels"; 0: no limit
 }
 
 // decodeClientMessage strictly decodes one client frame: a single JSON object whose only
-// keys are "type", "id", "channel" and "data", each at most once and spelled exactly so.
-// "type", "id" and "channel" must be strings; "data" any JSON value nested at most
-// maxDataDepth deep. The returned message holds whatever was decoded before an error, so
-// the reply can echo the client's id.
+// keys are "type", "id", "channel", "channels" and "data", each at most once and spelled
+// exactly so. "type", "id" and "channel" must be strings; "channels" (subscribe and
+// unsubscribe only, instead of "channel") a non-empty array of at most maxChannels
+// strings, whose names are checked by the caller, one by one; "data" any JSON value
+// nested at most maxDataDepth deep. The returned message holds whatever was decoded
+// before an error, so the reply can echo the client's id.
 func decodeClientMessage(b []byte, lim decodeLimits) (ClientMessage, *Error) {
 	var m ClientMessage
 	if !utf8.Valid(b) {
@@ -38,6 +41,8 @@ func decodeClientMessage(b []byte, lim decodeLimits) (ClientMessage, *Error) {
 		return m, invalidMessage(`missing "type"`)
 	case !validName(m.Type, maxTypeBytes):
 		return m, invalidMessage(`"type" must be 1..64 bytes with no whitespace or control characters`)
+	case m.channels != nil && m.Type != typeSubscribe && m.Type != typeUnsubscribe:
+		return m, invalidMessage(`"channels" is only for subscribe and unsubscribe`)
 	case m.Channel != "" && !validName(m.Channel, lim.maxChannel):
 		return m, &Error{Code: CodeInvalidChannel, Message: "channel names are 1.." +
 			strconv.Itoa(lim.maxChannel) + " bytes of UTF-8 with no whitespace or control characters"}
@@ -87,7 +92,7 @@ func (d *decoder) object(m *ClientMessage, lim decodeLimits) *Error {
 			bad = e
 		}
 	}
-	var seen [4]bool // type, id, channel, data
+	var seen [5]bool // type, id, channel, data, channels
 	for first := true; ; first = false {
 		d.ws()
 		if first && d.peek() == '}' {
@@ -114,6 +119,8 @@ func (d *decoder) object(m *ClientMessage, lim decodeLimits) *Error {
 			field = 2
 		case "data":
 			field = 3
+		case "channels":
+			field = 4
 		}
 		d.ws()
 		if d.peek() != ':' {
@@ -127,6 +134,27 @@ func (d *decoder) object(m *ClientMessage, lim decodeLimits) *Error {
 			fail(invalidMessage("unknown field " + strconv.Quote(truncate(string(d.b[keyStart:keyEnd]), 32))))
 		case seen[field]:
 			fail(invalidMessage("duplicate field " + strconv.Quote(key)))
+		case field == 4:
+			seen[field] = true
+			if seen[2] {
+				fail(invalidMessage(`give "channel" or "channels", not both`))
+			}
+			if d.peek() != '[' {
+				fail(invalidMessage(`"channels" must be an array of strings`))
+				break // skipped below
+			}
+			names, err := d.names(lim.maxChannels)
+			if err != nil {
+				if err.Code == "" { // well-formed, but not a list of names: go on
+					err.Code = CodeInvalidMessage
+					fail(err)
+					start = -1
+					break
+				}
+				return err
+			}
+			m.channels = names
+			start = -1
 		case field == 3:
 			seen[field] = true
 			if err := d.skipValue(0); err != nil {
@@ -158,6 +186,8 @@ func (d *decoder) object(m *ClientMessage, lim decodeLimits) *Error {
 			case 2:
 				m.Channel = s
 				switch {
+				case seen[4]:
+					fail(invalidMessage(`give "channel" or "channels", not both`))
 				case s == "":
 					fail(&Error{Code: CodeInvalidChannel, Message: "channel name is empty"})
 				case lone: // a name is text: U+FFFD written out is one, a broken escape is not
@@ -188,6 +218,58 @@ func (d *decoder) object(m *ClientMessage, lim decodeLimits) *Error {
 		return invalidMessage("one JSON object per frame; found data after it")
 	}
 	return bad
+}
+
+// names decodes the array of strings of a batch's "channels", at most max of them (0: no
+// limit). It returns a syntax error as such, and an *Error without a Code for a
+// well-formed value that is not a list of 1..max strings, having skipped it whole.
+func (d *decoder) names(max int) ([]batchName, *Error) {
+	start := d.i
+	d.i++ // '['
+	var names []batchName
+	var bad *Error
+	for first := true; ; first = false {
+		d.ws()
+		if first && d.peek() == ']' {
+			d.i++
+			break
+		}
+		if d.peek() != '"' {
+			bad = &Error{Message: `"channels" must be an array of strings`}
+			d.i = start
+			if err := d.skipValue(0); err != nil {
+				return nil, err
+			}
+			return nil, bad
+		}
+		s, ok, lone := d.stringValue()
+		if !ok {
+			return nil, invalidMessage("malformed JSON: bad string")
+		}
+		if max == 0 || len(names) < max {
+			names = append(names, batchName{name: s, lone: lone})
+		} else if bad == nil {
+			bad = &Error{Message: `"channels" names more than ` + strconv.Itoa(max) + " channels"}
+		}
+		d.ws()
+		switch d.peek() {
+		case ',':
+			d.i++
+			continue
+		case ']':
+			d.i++
+		default:
+			return nil, invalidMessage("malformed JSON: expected ',' or ']'")
+		}
+		break
+	}
+	switch {
+	case bad != nil:
+		return nil, bad
+	case len(names) == 0:
+		return nil, &Error{Message: `"channels" is empty`}
+	}
+	return names, nil
 }
 
 // skipValue skips one JSON value, checking its syntax and nesting depth.

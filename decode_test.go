@@ -3,6 +3,7 @@ package wspub
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -12,7 +13,7 @@ import (
 )
 
 // decodeTestLimits are small so that the tables and the fuzzer reach the limits easily.
-var decodeTestLimits = decodeLimits{maxChannel: 32, maxData: 256}
+var decodeTestLimits = decodeLimits{maxChannel: 32, maxData: 256, maxChannels: 4}
 
 // nestedArrays returns depth nested arrays with x innermost: [[[x]]].
 func nestedArrays(depth int, x string) string {
@@ -50,10 +51,11 @@ func dataOfSize(n int) string {
 
 // wireEnvelope is how encoding/json sees a client frame. Pointers tell absent from empty.
 type wireEnvelope struct {
-	Type    *string         `json:"type"`
-	ID      *string         `json:"id"`
-	Channel *string         `json:"channel"`
-	Data    json.RawMessage `json:"data"`
+	Type     *string         `json:"type"`
+	ID       *string         `json:"id"`
+	Channel  *string         `json:"channel"`
+	Channels *[]string       `json:"channels"`
+	Data     json.RawMessage `json:"data"`
 }
 
 // checkAcceptedFrame asserts the properties every accepted frame has: it is valid JSON,
@@ -87,6 +89,19 @@ func checkAcceptedFrame(t *testing.T, b []byte, m ClientMessage, lim decodeLimit
 			return ""
 		}
 		return *p
+	}
+	var names []string
+	for _, n := range m.channels {
+		names = append(names, n.name)
+	}
+	switch {
+	case (w.Channels == nil) != (m.channels == nil):
+		t.Fatalf("encoding/json disagrees on the presence of channels in %q", b)
+	case w.Channels != nil && !slices.Equal(*w.Channels, names):
+		t.Fatalf("encoding/json disagrees on channels in %q: %q, decoder %q", b, *w.Channels, names)
+	case m.channels != nil && (m.Type != typeSubscribe && m.Type != typeUnsubscribe || m.Channel != "" ||
+		len(m.channels) == 0 || len(m.channels) > lim.maxChannels):
+		t.Fatalf("accepted channels %q of a %q message (channel %q): %q", names, m.Type, m.Channel, b)
 	}
 	if w.Type == nil || *w.Type != m.Type || str(w.ID) != m.ID || str(w.Channel) != m.Channel ||
 		!bytes.Equal(w.Data, m.Data) || (w.Data == nil) != (m.Data == nil) {
@@ -410,6 +425,28 @@ func TestDecodeClientMessageRejects(t *testing.T) {
 		{"trailing comma after object", `{"type":"x"},`, invalid, ""},
 		{"trailing NUL", "{\"type\":\"x\"}\x00", invalid, ""},
 		{"trailing value after id", `{"id":"8","type":"x"} 1`, invalid, "8"},
+
+		// A batch's "channels".
+		{"channels not an array", `{"type":"subscribe","channels":"a","id":"c1"}`, invalid, "c1"},
+		{"channels null", `{"type":"subscribe","channels":null,"id":"c2"}`, invalid, "c2"},
+		{"channels an object", `{"type":"subscribe","channels":{"a":1},"id":"c3"}`, invalid, "c3"},
+		{"channels with a number", `{"type":"subscribe","channels":["a",1],"id":"c4"}`, invalid, "c4"},
+		{"channels with null", `{"type":"subscribe","channels":[null],"id":"c5"}`, invalid, "c5"},
+		{"channels with an array", `{"type":"subscribe","channels":[["a"]],"id":"c6"}`, invalid, "c6"},
+		{"channels empty", `{"type":"subscribe","channels":[],"id":"c7"}`, invalid, "c7"},
+		{"channels empty with space", `{"type":"unsubscribe","channels":[ ],"id":"c8"}`, invalid, "c8"},
+		{"channels over the limit", `{"type":"subscribe","channels":["a","b","c","d","e"],"id":"c9"}`, invalid, "c9"},
+		{"channel then channels", `{"type":"subscribe","channel":"a","channels":["b"],"id":"ca"}`, invalid, "ca"},
+		{"channels then channel", `{"type":"subscribe","channels":["b"],"channel":"a","id":"cb"}`, invalid, "cb"},
+		{"channels then empty channel", `{"type":"subscribe","channels":["b"],"channel":"","id":"cc"}`, invalid, "cc"},
+		{"duplicate channels", `{"type":"subscribe","channels":["a"],"channels":["b"],"id":"cd"}`, invalid, "cd"},
+		{"channels on ping", `{"type":"ping","channels":["a"],"id":"ce"}`, invalid, "ce"},
+		{"channels on publish", `{"type":"publish","channels":["a"],"id":"cf"}`, invalid, "cf"},
+		{"channels on an application type", `{"channels":["a"],"type":"chat","id":"cg"}`, invalid, "cg"},
+		{"mis-cased channels", `{"type":"subscribe","Channels":["a"],"id":"ch"}`, invalid, "ch"},
+		{"channels unterminated", `{"type":"subscribe","channels":["a"`, invalid, ""},
+		{"channels trailing comma", `{"type":"subscribe","channels":["a",]}`, invalid, ""},
+		{"channels bad string", `{"type":"subscribe","channels":["a\x"]}`, invalid, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -443,7 +480,7 @@ func TestDecodeClientMessageUnknownFieldMessage(t *testing.T) {
 			assert.Equal(t, CodeInvalidMessage, err.Code)
 			assert.Equal(t, "unknown field "+tt.wantQuoted, err.Message)
 			assert.True(t, utf8.ValidString(err.Message))
-			checkServerFrame(t, encodeError(err, ""))
+			checkServerFrame(t, encodeError(err, "", ""))
 		})
 	}
 }
@@ -492,6 +529,14 @@ func FuzzDecodeClientMessage(f *testing.F) {
 		`{"type":"x"}{"type":"y"}`,
 		"{\"type\":\"\xff\"}",
 		`{"type":"x","data":01}`,
+		`{"type":"subscribe","channels":["a","b:1","a"],"id":"1"}`,
+		`{"channels":["a", "\ud800", ""],"type":"unsubscribe"}`,
+		`{"type":"subscribe","channels":[]}`,
+		`{"type":"subscribe","channels":["a","b","c","d","e"]}`,
+		`{"type":"subscribe","channels":["a",1]}`,
+		`{"type":"subscribe","channels":"a"}`,
+		`{"type":"subscribe","channel":"a","channels":["a"]}`,
+		`{"type":"ping","channels":["a"]}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -13,13 +13,24 @@ func (c *Conn) dispatch(b []byte) {
 	h := c.hub
 	m, perr := decodeClientMessage(b, h.lim)
 	if perr != nil {
-		c.invalid(perr, m.ID)
+		channel := "" // an invalid name is echoed, unless it is over the limit
+		if perr.Code == CodeInvalidChannel && len(m.Channel) <= h.opts.MaxChannelBytes {
+			channel = m.Channel
+		}
+		c.replyError(perr, channel, m.ID)
+		c.countInvalid()
 		return
 	}
 	h.log.LogAttrs(c.ctx, slog.LevelDebug, "websocket_message",
 		slog.String("conn_id", c.id), slog.String("type", m.Type), slog.String("channel", m.Channel))
 	switch m.Type {
-	case typeSubscribe, typeUnsubscribe, typePublish:
+	case typeSubscribe, typeUnsubscribe:
+		if m.channels != nil {
+			c.batch(m)
+			return
+		}
+		fallthrough
+	case typePublish:
 		if m.Channel == "" {
 			c.invalid(&Error{Code: CodeInvalidChannel, Message: `missing "channel"`}, m.ID)
 			return
@@ -27,7 +38,7 @@ func (c *Conn) dispatch(b []byte) {
 		c.invalidRun = 0
 		switch m.Type {
 		case typeSubscribe:
-			c.clientSubscribe(m)
+			c.clientSubscribe(m.Channel, m.ID)
 		case typeUnsubscribe:
 			h.unsubscribe(c, m.Channel, m.ID)
 		default:
@@ -36,7 +47,7 @@ func (c *Conn) dispatch(b []byte) {
 	case typePing:
 		c.invalidRun = 0
 		_ = c.enqueue(encodeReply(typePong, "", m.ID))
-	case typeSubscribed, typeUnsubscribed, typePublished, typePong, typeError:
+	case typeSubscribed, typeUnsubscribed, typePublished, typePong, typeError, typeWelcome:
 		c.invalid(&Error{Code: CodeUnknownType, Message: "type " + m.Type + " is sent by the server only"}, m.ID)
 	default:
 		fn := h.handler(m.Type)
@@ -46,20 +57,68 @@ func (c *Conn) dispatch(b []byte) {
 		}
 		c.invalidRun = 0
 		if err := h.safely(c, m.Type, func() error { return fn(c.ctx, c, m) }); err != nil {
-			c.replyError(c.clientError(m.Type, err, CodeInternal, "internal error"), m.ID)
+			c.replyError(c.clientError(m.Type, err, CodeInternal, "internal error"), "", m.ID)
 		}
 	}
 }
 
-// clientSubscribe subscribes c to a channel the client asked for, if Authorize allows it.
-func (c *Conn) clientSubscribe(m ClientMessage) {
-	if e := c.authorize(ActionSubscribe, m.Channel); e != nil {
-		c.replyError(e, m.ID)
+// batch handles a subscribe or unsubscribe that lists its channels in "channels": each
+// name as a subscribe or unsubscribe of its own, with its own reply (carrying the
+// request's id and the channel), in the order of the list. The batch is one message: one
+// against the rate, and one towards MaxInvalidMessages if any name is invalid.
+func (c *Conn) batch(m ClientMessage) {
+	h := c.hub
+	invalid := false
+	for _, n := range m.channels {
+		if e := c.checkName(n); e != nil {
+			invalid = true
+			// A name over the limit is not echoed (a client tells it by the welcome's
+			// maxChannelBytes, and by the order of the replies).
+			echo := n.name
+			if len(echo) > h.opts.MaxChannelBytes {
+				echo = ""
+			}
+			c.replyError(e, echo, m.ID)
+			continue
+		}
+		if m.Type == typeSubscribe {
+			c.clientSubscribe(n.name, m.ID)
+		} else {
+			h.unsubscribe(c, n.name, m.ID)
+		}
+	}
+	if invalid {
+		c.countInvalid()
+	} else {
+		c.invalidRun = 0
+	}
+}
+
+// checkName returns the invalid_channel reply for a name of a batch that breaks the
+// naming rules, or nil.
+func (c *Conn) checkName(n batchName) *Error {
+	switch {
+	case n.name == "":
+		return &Error{Code: CodeInvalidChannel, Message: "channel name is empty"}
+	case n.lone:
+		return &Error{Code: CodeInvalidChannel, Message: "channel name has an unpaired surrogate escape"}
+	case !validName(n.name, c.hub.lim.maxChannel):
+		return &Error{Code: CodeInvalidChannel, Message: "channel names are 1.." +
+			strconv.Itoa(c.hub.lim.maxChannel) + " bytes of UTF-8 with no whitespace or control characters"}
+	}
+	return nil
+}
+
+// clientSubscribe subscribes c to a channel the client asked for, if Authorize allows it;
+// id is the request's.
+func (c *Conn) clientSubscribe(channel, id string) {
+	if e := c.authorize(ActionSubscribe, channel); e != nil {
+		c.replyError(e, channel, id)
 		return
 	}
-	if err := c.hub.subscribe(c, m.Channel, m.ID); errors.Is(err, ErrTooManySubscriptions) {
+	if err := c.hub.subscribe(c, channel, id); errors.Is(err, ErrTooManySubscriptions) {
 		c.replyError(&Error{Code: CodeTooManySubscriptions,
-			Message: "a connection may be on at most " + strconv.Itoa(c.hub.opts.MaxSubscriptionsPerConn) + " channels"}, m.ID)
+			Message: "a connection may be on at most " + strconv.Itoa(c.hub.opts.MaxSubscriptionsPerConn) + " channels"}, channel, id)
 	}
 }
 
@@ -68,11 +127,11 @@ func (c *Conn) clientSubscribe(m ClientMessage) {
 func (c *Conn) clientPublish(m ClientMessage) {
 	h := c.hub
 	if !h.opts.AllowClientPublish {
-		c.replyError(&Error{Code: CodeForbidden, Message: "clients may not publish on this server"}, m.ID)
+		c.replyError(&Error{Code: CodeForbidden, Message: "clients may not publish on this server"}, m.Channel, m.ID)
 		return
 	}
 	if e := c.authorize(ActionPublish, m.Channel); e != nil {
-		c.replyError(e, m.ID)
+		c.replyError(e, m.Channel, m.ID)
 		return
 	}
 	var data any
@@ -91,7 +150,7 @@ func (c *Conn) clientPublish(m ClientMessage) {
 		err = &Error{Code: CodeInternal, Message: "delivered on this server only: the broker is unavailable"}
 	}
 	if err != nil {
-		c.replyError(c.clientError("publish", err, CodeInternal, "publish failed"), m.ID)
+		c.replyError(c.clientError("publish", err, CodeInternal, "publish failed"), m.Channel, m.ID)
 		return
 	}
 	_ = c.enqueue(encodeReply(typePublished, m.Channel, m.ID))
@@ -131,14 +190,14 @@ func (c *Conn) clientError(in string, err error, code, msg string) *Error {
 
 // invalid answers a client protocol error and counts it towards MaxInvalidMessages.
 func (c *Conn) invalid(e *Error, id string) {
-	c.replyError(e, id)
+	c.replyError(e, "", id)
 	c.countInvalid()
 }
 
-// replyError sends an error reply and counts it.
-func (c *Conn) replyError(e *Error, id string) {
+// replyError sends an error reply about channel ("" if none) and counts it.
+func (c *Conn) replyError(e *Error, channel, id string) {
 	c.hub.stats.invalid.Add(1)
 	c.hub.log.LogAttrs(c.ctx, slog.LevelDebug, "websocket_error_reply",
 		slog.String("conn_id", c.id), slog.String("code", e.Code), slog.String("message", e.Message))
-	_ = c.enqueue(encodeError(e, id))
+	_ = c.enqueue(encodeError(e, channel, id))
 }

@@ -31,6 +31,10 @@ func Example() {
 	}
 	defer c.CloseNow()
 
+	// Every connection starts with a welcome: the connection's ID and the hub's limits.
+	_, welcome, _ := c.Read(ctx)
+	fmt.Println(strings.HasPrefix(string(welcome), `{"type":"welcome","data":{"conn":`))
+
 	_ = c.Write(ctx, websocket.MessageText, []byte(`{"type":"subscribe","channel":"task:42","id":"1"}`))
 	_, ack, _ := c.Read(ctx)
 	fmt.Println(string(ack))
@@ -42,6 +46,7 @@ func Example() {
 	_, msg, _ := c.Read(ctx)
 	fmt.Println(string(msg))
 	// Output:
+	// true
 	// {"type":"subscribed","channel":"task:42","id":"1"}
 	// {"type":"progress","channel":"task:42","data":{"percent":40,"step":"scoring"}}
 }
@@ -107,7 +112,9 @@ func ExampleHub_Shutdown() {
 	srv.Config.Shutdown(ctx)              // stops listening and waits for plain HTTP requests
 	srv.Close()
 
-	_, _, err = c.Read(ctx)
+	for err == nil { // the welcome, then the close
+		_, _, err = c.Read(ctx)
+	}
 	fmt.Println(websocket.CloseStatus(err))
 	fmt.Println(hub.Shutdown(ctx), hub.Stats().Connections)
 	// Output:

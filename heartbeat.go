@@ -54,7 +54,7 @@ func (h *Hub) heartbeat() {
 			case c.lastPong.Load() < start.UnixNano():
 				c.reap()
 			case !c.expires.IsZero() && now.After(c.expires):
-				c.closeWith(websocket.StatusPolicyViolation, "identity expired")
+				c.closeWith(StatusIdentityExpired, "identity expired")
 			}
 		}
 		if !wait(h.opts.PingInterval - h.opts.PongTimeout) {

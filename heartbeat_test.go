@@ -57,8 +57,8 @@ func TestDeadPeerIsReaped(t *testing.T) {
 	}
 }
 
-// TestExpiredIdentityIsClosed: an identity whose expiry passes is closed with 1008 within one
-// heartbeat.
+// TestExpiredIdentityIsClosed: an identity whose expiry passes is closed with 4001 ("get a
+// new token and reconnect", not 1008's "stop") within one heartbeat.
 func TestExpiredIdentityIsClosed(t *testing.T) {
 	expires := time.Now().Add(300 * time.Millisecond)
 	h, url := startHub(t, &Options{
@@ -73,7 +73,8 @@ func TestExpiredIdentityIsClosed(t *testing.T) {
 	temp, forever := dial(t, url+"?user=temp"), dial(t, url+"?user=forever")
 	go func() { _ = forever.CloseErr() }() // reading, so answering pings
 	err := temp.CloseErr()
-	assert.Equal(t, websocket.StatusPolicyViolation, websocket.CloseStatus(err))
+	assert.Equal(t, StatusIdentityExpired, websocket.CloseStatus(err))
+	assert.Equal(t, websocket.StatusCode(4001), websocket.CloseStatus(err))
 	assert.Contains(t, err.Error(), "identity expired")
 	assert.WithinDuration(t, expires, time.Now(), 2*100*time.Millisecond+time.Second)
 	eventually(t, func() bool { return h.Stats().Connections == 1 })

@@ -31,6 +31,7 @@ type Hub struct {
 	log      *slog.Logger
 	origins  originPolicy
 	lim      decodeLimits
+	limits   []byte // the welcome message's "limits" object
 	idPrefix string
 	nodeID   uint64   // tells this hub's messages apart on the broker
 	broker   Broker   // nil: a single node
@@ -70,11 +71,13 @@ func New(opts *Options) *Hub {
 	var prefix [8]byte
 	_, _ = rand.Read(prefix[:]) // crypto/rand.Read never fails on supported platforms
 	h := &Hub{
-		nodeID:   binary.BigEndian.Uint64(prefix[:]),
-		broker:   o.Broker,
-		opts:     o,
-		log:      o.Logger,
-		lim:      decodeLimits{maxChannel: o.MaxChannelBytes, maxData: int(o.MaxMessageBytes)},
+		nodeID: binary.BigEndian.Uint64(prefix[:]),
+		broker: o.Broker,
+		opts:   o,
+		log:    o.Logger,
+		lim: decodeLimits{maxChannel: o.MaxChannelBytes, maxData: int(o.MaxMessageBytes),
+			maxChannels: o.MaxSubscribeChannels},
+		limits:   welcomeLimits(&o),
 		idPrefix: hex.EncodeToString(prefix[:6]) + "-",
 		origins:  origins,
 		reg: newRegistry(registryLimits{
@@ -312,6 +315,9 @@ func isUpgrade(r *http.Request) bool {
 
 // serve runs an accepted connection until it ends.
 func (h *Hub) serve(c *Conn, readCtx context.Context) {
+	// The welcome is the first message of every connection: it is queued before the
+	// connection can be found by ID (Hub.Subscribe, CloseConn) and before OnConnect.
+	_ = c.enqueue(encodeWelcome(c.id, h.limits))
 	h.reg.add(c)
 	h.stats.accepted.Add(1)
 	h.log.LogAttrs(c.ctx, slog.LevelInfo, "websocket_connected",

@@ -36,7 +36,7 @@ func (c *Conn) allowMessage(frame []byte) bool {
 		return false
 	}
 	m, _ := decodeClientMessage(frame, h.lim) // only for the id the reply echoes
-	_ = c.enqueue(encodeError(&Error{Code: CodeRateLimited, Message: "too many messages; slow down"}, m.ID))
+	_ = c.enqueue(encodeError(&Error{Code: CodeRateLimited, Message: "too many messages; slow down"}, "", m.ID))
 	return false
 }
 

@@ -119,6 +119,13 @@ type Options struct {
 	// ErrTooManySubscriptions). Default: 256. Negative: no limit.
 	MaxSubscriptionsPerConn int
 
+	// MaxSubscribeChannels bounds the names one subscribe or unsubscribe may list in
+	// "channels" (a batch, which counts as one message against MessageRate); a longer list
+	// gets "invalid_message". The welcome message announces it as maxChannels. Default:
+	// MaxSubscriptionsPerConn, or 256 when that has no limit. Negative: no limit (a frame
+	// is still bounded by MaxMessageBytes).
+	MaxSubscribeChannels int
+
 	// MessageRate is how many messages per second one client may send, with bursts of up
 	// to MessageBurst; a message over the rate gets a "rate_limited" reply and is not
 	// processed. Default: 20 per second, bursts of 50. Negative MessageRate: no limit.
@@ -260,6 +267,14 @@ func (opts *Options) withDefaults() Options {
 	setLimit(&o.MaxConns, defaultMaxConns)
 	setLimit(&o.MaxConnsPerUser, defaultMaxConnsPerUser)
 	setLimit(&o.MaxSubscriptionsPerConn, defaultMaxSubscriptionsPerConn)
+	switch {
+	case o.MaxSubscribeChannels == 0 && o.MaxSubscriptionsPerConn > 0:
+		o.MaxSubscribeChannels = o.MaxSubscriptionsPerConn
+	case o.MaxSubscribeChannels == 0:
+		o.MaxSubscribeChannels = defaultMaxSubscriptionsPerConn
+	case o.MaxSubscribeChannels < 0:
+		o.MaxSubscribeChannels = 0
+	}
 	setLimit(&o.MaxInvalidMessages, defaultMaxInvalidMessages)
 	if o.MessageRate == 0 {
 		o.MessageRate = defaultMessageRate // negative stays: no limit

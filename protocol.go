@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"unicode"
 	"unicode/utf8"
 )
@@ -23,6 +24,7 @@ const (
 	typeUnsubscribed = "unsubscribed"
 	typePong         = "pong"
 	typeError        = "error"
+	typeWelcome      = "welcome"
 )
 
 // Protocol limits that are not configurable: they bound what a client can make the
@@ -45,19 +47,28 @@ type Message struct {
 // ClientMessage is one message a client sent, as a Handler receives it. It has passed
 // validation: Type is set and not reserved, ID is at most 64 bytes, Channel (if the client
 // sent one) follows the naming rules, and Data (nil if absent) is valid JSON. Data may be
-// kept after the handler returns.
+// kept after the handler returns. Answer it with Conn.Reply.
 type ClientMessage struct {
 	Type    string
 	ID      string
 	Channel string
 	Data    json.RawMessage
+
+	channels []batchName // the "channels" of a batch subscribe or unsubscribe
+}
+
+// batchName is one entry of a batch's "channels", as decoded. lone marks a name with an
+// unpaired surrogate escape, which decoding turned into U+FFFD: it is refused.
+type batchName struct {
+	name string
+	lone bool
 }
 
 // isReserved reports whether typ is one of the protocol's own message types.
 func isReserved(typ string) bool {
 	switch typ {
 	case typeSubscribe, typeUnsubscribe, typePing, typePublish,
-		typeSubscribed, typeUnsubscribed, typePublished, typePong, typeError:
+		typeSubscribed, typeUnsubscribed, typePublished, typePong, typeError, typeWelcome:
 		return true
 	}
 	return false
@@ -176,18 +187,68 @@ func encodeReply(typ, channel, id string) []byte {
 	return append(b, '}')
 }
 
-// encodeError encodes an error reply.
-func encodeError(e *Error, id string) []byte {
-	b := make([]byte, 0, 64+len(e.Code)+len(e.Message)+len(id))
+// encodeError encodes an error reply. channel, if not empty, is the channel the error is
+// about.
+func encodeError(e *Error, channel, id string) []byte {
+	b := make([]byte, 0, 64+len(e.Code)+len(e.Message)+len(channel)+len(id))
 	b = append(b, `{"type":"error","code":`...)
 	b = appendJSONString(b, e.Code)
 	b = append(b, `,"message":`...)
 	b = appendJSONString(b, e.Message)
+	if channel != "" {
+		b = append(b, `,"channel":`...)
+		b = appendJSONString(b, channel)
+	}
 	if id != "" {
 		b = append(b, `,"id":`...)
 		b = appendJSONString(b, id)
 	}
 	return append(b, '}')
+}
+
+// withID returns the envelope b (as encodeEnvelope makes it) with an "id" added, or b
+// itself for an empty id.
+func withID(b []byte, id string) []byte {
+	if id == "" {
+		return b
+	}
+	b = append(b[:len(b)-1:len(b)-1], `,"id":`...) // a copy: b may be shared
+	b = appendJSONString(b, id)
+	return append(b, '}')
+}
+
+// welcomeLimits is the "limits" object of the welcome message for the effective options
+// o: a limit that is off is null.
+func welcomeLimits(o *Options) []byte {
+	num := func(b []byte, on bool, v float64) []byte {
+		if !on {
+			return append(b, "null"...)
+		}
+		return strconv.AppendFloat(b, v, 'g', -1, 64)
+	}
+	b := []byte(`{"messageRate":`)
+	b = num(b, o.MessageRate > 0, o.MessageRate)
+	b = append(b, `,"messageBurst":`...)
+	b = num(b, o.MessageRate > 0, float64(o.MessageBurst))
+	b = append(b, `,"maxSubscriptions":`...)
+	b = num(b, o.MaxSubscriptionsPerConn > 0, float64(o.MaxSubscriptionsPerConn))
+	b = append(b, `,"maxChannels":`...)
+	b = num(b, o.MaxSubscribeChannels > 0, float64(o.MaxSubscribeChannels))
+	b = append(b, `,"maxMessageBytes":`...)
+	b = num(b, true, float64(o.MaxMessageBytes))
+	b = append(b, `,"maxChannelBytes":`...)
+	b = num(b, true, float64(o.MaxChannelBytes))
+	return append(b, '}')
+}
+
+// encodeWelcome encodes the welcome message of connection id; limits is welcomeLimits'.
+func encodeWelcome(id string, limits []byte) []byte {
+	b := make([]byte, 0, 48+len(id)+len(limits))
+	b = append(b, `{"type":"welcome","data":{"conn":`...)
+	b = appendJSONString(b, id)
+	b = append(b, `,"limits":`...)
+	b = append(b, limits...)
+	return append(b, "}}"...)
 }
 
 // appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD; control

@@ -350,7 +350,7 @@ func TestEncodeError(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			frame := encodeError(tt.err, tt.id)
+			frame := encodeError(tt.err, "", tt.id)
 			assert.Equal(t, tt.want, string(frame))
 			checkServerFrame(t, frame)
 
@@ -377,7 +377,7 @@ func TestEncodeErrorEchoesDecodedID(t *testing.T) {
 	m, perr := decodeClientMessage([]byte(`{"id":"a\"\n\u00e9","type":"x","bogus":1}`), decodeTestLimits)
 	require.NotNil(t, perr)
 	require.Equal(t, "a\"\né", m.ID)
-	frame := encodeError(perr, m.ID)
+	frame := encodeError(perr, "", m.ID)
 	checkServerFrame(t, frame)
 	var got struct{ ID, Code string }
 	require.NoError(t, json.Unmarshal(frame, &got))

@@ -80,6 +80,10 @@ type DialOptions struct {
 	// coder/websocket connection closes it. A background Conn always reads, so a test
 	// cannot stall it to fill the server's queue.
 	Background bool
+	// KeepWelcome makes the hub's welcome, the first message of every connection, a
+	// message like the others; by default the Conn sets it aside (see Conn.Welcome), so
+	// that a test reads what follows it.
+	KeepWelcome bool
 	// MessageTimeout, with Background, bounds how long Next, Expect and the helpers built
 	// on them wait for each message; 0 waits until the context ends.
 	MessageTimeout time.Duration
@@ -109,6 +113,10 @@ type Conn struct {
 	pending     [][]byte              // the lines of the last frame not read yet
 	pendingType websocket.MessageType // the type of that frame
 	frames      int
+
+	keepWelcome bool
+	first       bool   // the first message has been read
+	welcome     []byte // the welcome, once set aside
 
 	// Background mode.
 	queue   chan frame
@@ -167,7 +175,7 @@ func TryDial(t testing.TB, url string, opts *DialOptions) (*Conn, *http.Response
 	if o.ReadLimit != 0 {
 		ws.SetReadLimit(o.ReadLimit)
 	}
-	c := &Conn{WS: ws, Resp: resp, t: t, ctx: ctx, msgWait: o.MessageTimeout}
+	c := &Conn{WS: ws, Resp: resp, t: t, ctx: ctx, msgWait: o.MessageTimeout, keepWelcome: o.KeepWelcome}
 	if o.Background {
 		c.queue = make(chan frame, 1<<14)
 		c.done = make(chan struct{})
@@ -235,8 +243,41 @@ func (c *Conn) readFrame(wait time.Duration) (frame, error) {
 }
 
 // line returns the next message, reading a frame when none is left of the last one, and
-// the type of its frame.
+// the type of its frame. It sets the welcome aside, unless told to keep it.
 func (c *Conn) line(wait time.Duration) (websocket.MessageType, []byte, error) {
+	for {
+		typ, m, err := c.nextLine(wait)
+		if err != nil || c.first {
+			return typ, m, err
+		}
+		c.first = true
+		if c.keepWelcome || !bytes.HasPrefix(m, []byte(`{"type":"welcome"`)) {
+			return typ, m, err
+		}
+		c.welcome = m
+	}
+}
+
+// Welcome returns the hub's welcome message, reading it if the test has read nothing
+// yet, and fails the test if the connection did not start with one.
+func (c *Conn) Welcome() Msg {
+	c.t.Helper()
+	if !c.first {
+		typ, m, err := c.nextLine(c.msgWait)
+		require.NoError(c.t, err)
+		c.first = true
+		if bytes.HasPrefix(m, []byte(`{"type":"welcome"`)) {
+			c.welcome = m
+		} else {
+			c.pending = append([][]byte{m}, c.pending...)
+			c.pendingType = typ
+		}
+	}
+	require.NotNil(c.t, c.welcome, "the connection did not start with a welcome")
+	return Decode(c.t, c.welcome)
+}
+
+func (c *Conn) nextLine(wait time.Duration) (websocket.MessageType, []byte, error) {
 	for len(c.pending) == 0 {
 		f, err := c.readFrame(wait)
 		if err != nil {
