@@ -7,7 +7,7 @@
 //   - pings every 500 ms and reaps a peer after 400 ms without a pong;
 //   - authenticates the subprotocol token (wspub.SubprotocolToken): none is anonymous,
 //     "good" is the user "good", "expiring" the user "expiring" whose identity expires
-//     1 s after the handshake (close 1008 "identity expired"), anything else is refused
+//     1 s after the handshake (close 4001 "identity expired"), anything else is refused
 //     with HTTP 401;
 //   - allows subscribing to any channel but "secret:*", and client publish to "chat:*".
 //

@@ -57,9 +57,11 @@
 // # Expiry
 //
 // The token's "exp" becomes the connection's Identity.Expires: the hub closes the
-// connection with 1008 (policy violation, reason "identity expired") at its first
-// heartbeat after that time, so up to one ping interval (25s by default) late. The page
-// then asks the user to log in again. A connection cannot be given a fresh token: the
+// connection with 4001 (wspub.StatusIdentityExpired, reason "identity expired") at its
+// first heartbeat after that time, so up to one ping interval (25s by default) late.
+// 4001 means "get a new token and reconnect": the page gets one from /login for the same
+// user and reconnects (a real page would use its refresh token); 1008 still means "stop",
+// and the page asks the user to log in again. A connection cannot be given a fresh token: the
 // client reconnects with a new one.
 //
 // # The signing key
@@ -325,7 +327,7 @@ func (s *server) authenticate(r *http.Request) (wspub.Identity, error) {
 		s.log.Info("auth_failed", "remote_addr", r.RemoteAddr, "error", err.Error())
 		return wspub.Identity{}, err
 	}
-	// Expires makes the hub close the connection with 1008 once the token has expired.
+	// Expires makes the hub close the connection with 4001 once the token has expired.
 	return wspub.Identity{UserID: claims.Subject, Expires: claims.ExpiresAt.Time}, nil
 }
 

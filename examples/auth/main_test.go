@@ -328,7 +328,7 @@ func TestAuthorize(t *testing.T) {
 		assert.NotEmpty(t, m.Message)
 	}
 	alice.Send(map[string]string{"type": "subscribe", "channel": "private:admin", "id": "x"})
-	assert.Equal(t, wstest.Msg{Type: "error", Code: "forbidden", Message: "private:admin is for the admin user only", ID: "x"},
+	assert.Equal(t, wstest.Msg{Type: "error", Code: "forbidden", Message: "private:admin is for the admin user only", Channel: "private:admin", ID: "x"},
 		alice.Next())
 
 	// Allowed: her own channel (again: idempotent) and public ones.
@@ -368,7 +368,7 @@ func TestAuthorize(t *testing.T) {
 	assert.Equal(t, "no ticks for you", notificationOf(t, m).Text, "alice got %+v", m)
 }
 
-// (5) A connection ends with 1008 once its token has expired.
+// (5) A connection ends with 4001 ("get a new token and reconnect") once its token has expired.
 func TestExpiredTokenCloses(t *testing.T) {
 	// /login issues whole-second expiries, so a 2s TTL expires between 1s and 2s from now.
 	e := newTestEnv(t, config{TokenTTL: 2 * time.Second, PingInterval: 200 * time.Millisecond})
@@ -383,7 +383,7 @@ func TestExpiredTokenCloses(t *testing.T) {
 	_, err = c.NextOrErr() // reading answers the hub's pings
 	var ce websocket.CloseError
 	require.ErrorAs(t, err, &ce)
-	assert.Equal(t, websocket.StatusPolicyViolation, websocket.CloseStatus(err), "%v", err)
+	assert.Equal(t, wspub.StatusIdentityExpired, websocket.CloseStatus(err), "%v", err)
 	assert.Equal(t, "identity expired", ce.Reason)
 	assert.False(t, time.Now().Before(exp), "closed before the token expired (exp %v)", exp)
 	assert.Less(t, time.Since(exp), 2*time.Second, "closed within about a ping interval of the expiry")
@@ -493,7 +493,7 @@ func TestPage(t *testing.T) {
 		"<!doctype html>", `id="login-form"`, `id="user"`, `id="conn-state"`, `id="messages"`,
 		`id="sub-admin"`, `id="admin-log"`, `id="notify-form"`, `id="notify-user"`,
 		`new WebSocket(wsURL, ["wspub.v1", "bearer." + session.token])`, `.split("\n")`,
-		`"/login"`, "/notify?user=", `"Bearer " + session.token`, "ev.code === 1008",
+		`"/login"`, "/notify?user=", `"Bearer " + session.token`, "ev.code === 1008", "ev.code === 4001",
 	} {
 		assert.Contains(t, page, want)
 	}

@@ -306,7 +306,7 @@ func TestUnknownChannelsRefused(t *testing.T) {
 	}
 	c.Send(map[string]any{"type": "publish", "channel": "quote:AAPL", "data": map[string]int{"price": 1}, "id": "p"})
 	m := c.Next()
-	assert.Equal(t, wstest.Msg{Type: "error", Code: wspub.CodeForbidden, ID: "p", Message: m.Message}, m, "clients cannot publish quotes")
+	assert.Equal(t, wstest.Msg{Type: "error", Code: wspub.CodeForbidden, Channel: "quote:AAPL", ID: "p", Message: m.Message}, m, "clients cannot publish quotes")
 	assert.Zero(t, e.app.hub.Stats().Subscriptions)
 	assert.Empty(t, c.ping("x"), "the connection stays usable")
 }
