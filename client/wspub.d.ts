@@ -25,6 +25,11 @@ export interface StateDetail {
   delay?: number;
   attempt?: number;
   status?: number;
+  /**
+   * With "reconnecting" and no delay: the client is not retrying until the page's event
+   * ("online" after it went offline, "pageshow" after a pagehide closed the socket).
+   */
+  waiting?: "online" | "pageshow";
 }
 
 /** The part of the WebSocket API the client uses: the browser's, or node's `ws` package. */
@@ -40,9 +45,12 @@ export interface WebSocketLike {
 
 export interface ConnectOptions {
   /**
-   * Sent as the subprotocol "bearer.<token>" beside "wspub.v1" (read it on the server
-   * with wspub.SubprotocolToken). A function is called before every connection attempt,
-   * so it can refresh the token; an empty result connects without a token.
+   * Sent as a subprotocol beside "wspub.v1" (read it on the server with
+   * wspub.SubprotocolToken): "bearer.<token>" when the token is all RFC 7230 token
+   * characters, else "bearer64.<base64url of its UTF-8, no padding>", so any token works.
+   * A function is called before every connection attempt, so it can refresh the token
+   * (after a close 4001 the client reconnects at once for a new one); an empty result
+   * connects without a token.
    */
   token?: string | (() => string | null | undefined | Promise<string | null | undefined>);
   /** Extra subprotocols to offer. */
@@ -51,10 +59,32 @@ export interface ConnectOptions {
   pingInterval?: number;
   /** Milliseconds to wait for a pong before closing (4000) and reconnecting. Default: 10000. */
   pongTimeout?: number;
+  /** Milliseconds a socket may stay connecting before it is given up (1006 "connect timeout"). Default: 10000. */
+  connectTimeout?: number;
   /** Reconnect delays: random(0, min(max, min * 2 ** attempt)) ms. Default: {min: 500, max: 30000}. */
   backoff?: { min?: number; max?: number };
-  /** Milliseconds after which an unanswered subscribe is sent again. Default: 5000. */
+  /**
+   * Milliseconds after which an unanswered subscribe is sent again, doubled at each try
+   * up to backoff.max. Default: 5000.
+   */
   subscribeRetry?: number;
+  /** Default timeout of c.request, ms; 0: none. Default: 10000. */
+  requestTimeout?: number;
+  /**
+   * Bounds of the messages (send, publish, request) waiting to be sent: at most max (the
+   * oldest is dropped), none older than maxAge ms when its turn comes. A dropped message
+   * is reported to c.on("error") as client_send_dropped; its publish or request rejects
+   * with code "dropped". Default: {max: 100, maxAge: 30000}.
+   */
+  outbox?: { max?: number; maxAge?: number };
+  /**
+   * Where the page's events come from: "online", "pagehide", "pageshow" on it,
+   * "visibilitychange" on its document, navigator.onLine; null ignores the page.
+   * Default: globalThis (the window in a browser; nothing in node).
+   */
+  lifecycle?: LifecycleTarget | null;
+  /** Called with what the client does (states, messages sent and received, limits). Default: none. */
+  debug?: (...args: unknown[]) => void;
   /** The WebSocket constructor. Default: globalThis.WebSocket (node 20 has none: pass `ws`). */
   WebSocket?: new (url: string, protocols?: string | string[]) => WebSocketLike;
   /**
@@ -66,54 +96,117 @@ export interface ConnectOptions {
     Promise<{ status: number; text(): Promise<string> }>) | null;
 }
 
+/** The part of a window the client listens to (tests pass an EventTarget). */
+export interface LifecycleTarget {
+  addEventListener(type: string, fn: (event: any) => void): void;
+  removeEventListener(type: string, fn: (event: any) => void): void;
+  document?: {
+    readonly visibilityState: string;
+    addEventListener(type: string, fn: (event: any) => void): void;
+    removeEventListener(type: string, fn: (event: any) => void): void;
+  };
+  navigator?: { readonly onLine: boolean };
+}
+
 /** Any message from the server. Unknown keys may appear in later protocol revisions. */
-export interface Message {
+export interface Message<T = unknown> {
   type: string;
   channel?: string;
-  data?: unknown;
+  data?: T;
   id?: string;
   [key: string]: unknown;
 }
 
 /** A message published to a channel, as subscribe's fn receives it. */
-export interface ChannelMessage extends Message {
+export interface ChannelMessage<T = unknown> extends Message<T> {
   channel: string;
+  data: T;
 }
+
+/** The client's own error codes in c.on("error") messages. */
+export type ClientErrorCode =
+  | "client_parse_error"
+  | "client_token_error"
+  | "client_connect_error"
+  | "client_handler_error"
+  | "client_send_dropped";
 
 /**
  * An error reply of the server ({type: "error", code, message, id}), or an error of the
  * client itself, which has no id and a code starting with "client_":
  * "client_parse_error" (a line that is not a JSON message), "client_token_error" (the
- * token function threw), "client_connect_error" (the WebSocket constructor threw).
+ * token function threw), "client_connect_error" (the WebSocket constructor threw),
+ * "client_handler_error" (an application callback threw: error is what it threw),
+ * "client_send_dropped" (a message left the outbox unsent: outbox.max or maxAge).
  */
 export interface ErrorMessage extends Message {
   type: "error";
-  code: string;
+  code: ServerErrorCode | ClientErrorCode | (string & {});
   message: string;
+  /** What a handler threw (client_handler_error), or the token function, or the constructor. */
+  error?: unknown;
 }
 
+/** Error codes of the hub (PROTOCOL.md); applications may send their own. */
+export type ServerErrorCode =
+  | "invalid_message"
+  | "unknown_type"
+  | "invalid_channel"
+  | "forbidden"
+  | "too_many_subscriptions"
+  | "rate_limited"
+  | "message_too_large"
+  | "internal";
+
 /**
- * What a subscribe's ready or a publish rejects with. code is the server's error code
- * ("forbidden", "too_many_subscriptions", "invalid_channel", ...), and reply its error
- * reply; or "closed" (the client is closed) or "connection_lost" (the connection ended
- * before the reply: a publish may or may not have happened).
+ * Codes of a WspubError: the server's error codes, or the client's: "closed" (the client
+ * is closed), "connection_lost" (the connection ended before the reply: a publish or
+ * request may or may not have happened), "unsubscribed" (the subscription ended before
+ * the server's answer: by sub.unsubscribe() or the server's Hub.Unsubscribe), "timeout",
+ * "aborted" (a request's signal), "dropped" (left the outbox unsent), "invalid_data"
+ * (data that JSON.stringify cannot encode).
  */
-export interface WspubError extends Error {
+export type WspubErrorCode =
+  | ServerErrorCode
+  | "closed"
+  | "connection_lost"
+  | "unsubscribed"
+  | "timeout"
+  | "aborted"
+  | "dropped"
+  | "invalid_data"
+  | (string & {});
+
+/** What the client's promises reject with, and what send throws. */
+export class WspubError extends Error {
+  constructor(code: WspubErrorCode, message?: string, reply?: ErrorMessage);
   name: "WspubError";
-  code: string;
+  code: WspubErrorCode;
+  /** The id of the message the server's error reply answers. */
   id?: string;
+  /** The server's error reply, when there is one. */
   reply?: ErrorMessage;
 }
 
 export interface Subscription {
   readonly channel: string;
   /**
-   * Resolves on the server's first "subscribed" reply; rejects (WspubError) on an error
-   * reply, after which the subscription is dead and not retried.
+   * Resolves on the server's first "subscribed" reply. Rejects (WspubError) on a refusal
+   * (forbidden, invalid_channel, too_many_subscriptions: the subscription is then dead),
+   * with "unsubscribed" when it ends before the answer, with "closed" when the client is
+   * closed. Temporary errors (rate_limited, internal) are retried, not rejected.
    */
   readonly ready: Promise<void>;
-  /** Sends unsubscribe (if open and no other subscription is on the channel) and forgets it. */
+  /** Forgets it; sends unsubscribe once no other subscription is on the channel. */
   unsubscribe(): void;
+}
+
+export interface RequestOptions {
+  channel?: string;
+  /** Milliseconds until it rejects with "timeout"; 0: none. Default: requestTimeout. */
+  timeout?: number;
+  /** Rejects it with "aborted" when the signal aborts. */
+  signal?: AbortSignal;
 }
 
 export interface Client {
@@ -122,18 +215,28 @@ export interface Client {
   onState(fn: (state: State, detail?: StateDetail) => void): () => void;
   /**
    * Subscribes to channel: fn gets every message published to it. The subscribe is sent
-   * now or when the connection opens, again after every reconnect, and retried every
-   * subscribeRetry until answered.
+   * when the connection opens (several channels per message where the hub allows it),
+   * again after every reconnect, and retried with backoff until answered. Subscriptions
+   * of one channel share one subscribe.
    */
-  subscribe(channel: string, fn: (msg: ChannelMessage) => void): Subscription;
+  subscribe<T = unknown>(channel: string, fn: (msg: ChannelMessage<T>) => void): Subscription;
   /** Calls fn for every message of that type, with or without channel ("*": all); returns off(). */
   on(type: "error", fn: (msg: ErrorMessage) => void): () => void;
-  on(type: string, fn: (msg: Message) => void): () => void;
+  on<T = unknown>(type: string, fn: (msg: Message<T>) => void): () => void;
   /**
-   * Sends a custom message {type, data, channel?, id} (now, or when the connection opens)
-   * and returns its id; the server's error reply, if any, carries it. Throws once closed.
+   * Sends a custom message {type, data, channel?, id} (now, or when the connection opens,
+   * within the outbox's bounds) and returns its id; the server's error reply, if any,
+   * carries it. With onlyIfOpen, returns null and sends nothing unless the state is
+   * "open". Throws (WspubError) once closed, or at once when data cannot be encoded.
    */
-  send(type: string, data?: unknown, options?: { channel?: string }): string;
+  send(type: string, data?: unknown, options?: { channel?: string; onlyIfOpen?: boolean }): string | null;
+  /**
+   * Sends {type, data, channel?, id} and resolves with the server's reply to it (the
+   * message with that id, from Conn.Reply); rejects (WspubError) on an error reply, on
+   * timeout (default: requestTimeout), when signal aborts, when the connection it was
+   * sent on ends ("connection_lost") and when the client closes.
+   */
+  request<T = unknown>(type: string, data?: unknown, options?: RequestOptions): Promise<Message<T>>;
   /** Publishes to a channel (the server must allow it); resolves on "published". */
   publish(channel: string, data?: unknown): Promise<void>;
   /** Closes with 1000 and never reconnects. */

@@ -1,23 +1,38 @@
 // wspub.js: the browser client of wspub, one ES module without dependencies or build
 // step. It speaks the wire protocol of PROTOCOL.md: subscriptions that survive
-// reconnects, application-level pings, batched frames, client publish and custom
-// messages. Serve it with wspub.ClientHandler() and import it:
+// reconnects, application-level pings, batched frames, client publish, requests and
+// custom messages, paced by the limits the hub announces. Serve it with
+// wspub.ClientHandler() and import it:
 //
 //	import { connect } from "/wspub.js";
 //	const c = connect("/ws", { token: () => getToken() });
 //	const sub = c.subscribe("task:42", (msg) => render(msg.data));
 //
-// The library never prints: problems reach c.on("error") and c.onState.
+// The library never prints: problems reach c.on("error"), c.onState and options.debug.
 
 const SUBPROTOCOL = "wspub.v1";
 const OPEN = 1; // WebSocket.OPEN
 // Close codes after which a retry would be refused too: the client stops ("closed").
 const FINAL_CODES = new Set([1003, 1008]);
+// The identity expired: the client reconnects at once with a new token.
+const EXPIRED = 4001;
+// Error replies to a subscribe that no retry can cure; every other code (rate_limited,
+// internal, ...) is temporary and retried with backoff.
+const REFUSALS = new Set(["forbidden", "invalid_channel", "too_many_subscriptions"]);
 // Replies of the protocol itself; every other message with a channel goes to that
 // channel's subscriptions.
-const REPLY_TYPES = new Set(["subscribed", "unsubscribed", "published", "pong", "error"]);
+const REPLY_TYPES = new Set(["subscribed", "unsubscribed", "published", "pong", "error", "welcome"]);
 // A connection that stayed open this long resets the backoff.
 const STABLE_MS = 5000;
+// A hub older than the welcome message sends none: after this long the client takes the
+// default limits and subscribes one channel per message.
+const WELCOME_WAIT = 1000; // ms
+// The hub's default limits (Options.MessageRate, MessageBurst), for a hub without welcome.
+const DEFAULT_LIMITS = { messageRate: 20, messageBurst: 50 };
+// The client stays this far below the announced rate and burst, so that timers that fire
+// late or early never bring it over.
+const RATE_MARGIN = 0.9;
+const BURST_MARGIN = 0.8;
 // After this many attempts in a row that never opened (and every as many after), the
 // client asks the hub why with a body-less POST of its URL: a page cannot read the HTTP
 // status of a refused handshake, but the hub answers a plain request with its refusal
@@ -27,16 +42,34 @@ const PREFLIGHT_TIMEOUT = 5000; // ms
 // Refusals of a wspub hub that no retry can cure (403 origin not allowed, 501 mounted
 // behind middleware): the client stops ("closed"), with the server's text as the reason.
 const FINAL_STATUSES = new Set([403, 501]);
+// The characters of an RFC 7230 token: a token of only these is sent as bearer.<token>.
+const TCHARS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * What the client's promises reject with and what it throws: code is the server's error
+ * code (with its reply) or one of the client's own (README.md, "Errors").
+ */
+export class WspubError extends Error {
+  constructor(code, message, reply) {
+    super(message || code);
+    this.name = "WspubError";
+    this.code = code;
+    if (reply) {
+      this.id = reply.id;
+      this.reply = reply;
+    }
+  }
+}
 
 /**
  * Opens a connection to a wspub hub and keeps it open: it reconnects with exponential
  * backoff and full jitter after every close but the final ones (1003, 1008, c.close()),
- * and resubscribes every subscription after each reconnect.
+ * at once with a new token after 4001, and resubscribes every subscription after each
+ * reconnect.
  *
  * @param {string | URL} url "ws://host/ws", or a path like "/ws" resolved against the
  *   page (ws: or wss: by the page's protocol)
- * @param {ConnectOptions} [options] token, protocols, pingInterval, pongTimeout, backoff,
- *   subscribeRetry, WebSocket, fetch: see wspub.d.ts and README.md
+ * @param {ConnectOptions} [options] see wspub.d.ts and README.md
  * @returns {Client}
  */
 export function connect(url, options = {}) {
@@ -47,34 +80,52 @@ export function connect(url, options = {}) {
   const target = resolveURL(url);
   const pingInterval = options.pingInterval ?? 25000;
   const pongTimeout = options.pongTimeout ?? 10000;
+  const connectTimeout = options.connectTimeout ?? 10000;
   const backoffMin = options.backoff?.min ?? 500;
   const backoffMax = options.backoff?.max ?? 30000;
   const subscribeRetry = options.subscribeRetry ?? 5000;
+  const requestTimeout = options.requestTimeout ?? 10000;
+  const outboxMax = options.outbox?.max ?? 100;
+  const outboxAge = options.outbox?.maxAge ?? 30000;
   const fetchFn = options.fetch === undefined ? globalThis.fetch : options.fetch; // null: no preflight
+  const page = options.lifecycle === undefined ? globalThis : options.lifecycle; // null: none
+  const debug = options.debug;
+  const log = (...args) => debug && debug("wspub:", ...args);
 
   let state = "connecting";
   let ws = null; // the socket of the current attempt or connection
+  let dialing = false; // between dial() and the socket (the token function may take long)
+  let live = false; // the socket is open and the welcome (or its wait) is over
+  let suspended = false; // the page is hidden (pagehide) until pageshow
   let attempt = 0; // reconnects since the last connection that stayed open STABLE_MS
   let openedAt = 0;
   let lastID = 0;
-  let pingTimer = null;
-  let pongTimer = null; // set while a ping waits for its pong
+  let timers = {}; // of the current socket: connect, welcome, ping, pong, pump
   let reconnectTimer = null;
   let failures = 0; // attempts in a row whose socket closed before it opened
   let finding = null; // {status, reason}: what the last preflight learned, until an open
   let preflight = null; // {abort, timer} of the preflight under way
+  // The pacer: a token bucket at the hub's announced rate, and what waits for it.
+  let rate = 0, burst = 0, tokens = 0, stamp = 0, maxChannels = 1, batch = false;
+  let pingDue = false;
+  const needSub = new Set(); // channels to subscribe on this connection
+  const needUnsub = new Set(); // channels to unsubscribe on this connection
   const stateFns = new Set();
   const handlers = new Map(); // type -> Set of fn
-  const subs = new Map(); // channel -> Set of subscription records
-  const replies = new Map(); // id -> {sub} or {resolve, reject}, for this connection only
-  let outbox = []; // [message, pending reply] sent while not open, flushed on open
+  const channels = new Map(); // channel -> {subs, id, acked, tries, timer}
+  const subIDs = new Map(); // id of a subscribe in flight -> its channels
+  const waiting = new Map(); // id -> {resolve, reject, any, timer, written} of a publish or request
+  let outbox = []; // [{id, text, at}] of send, publish and request, oldest first
+  let reporting = false;
+  const offs = []; // removes the page's event listeners
 
   const nextID = () => String(++lastID);
   const isOpen = () => ws !== null && ws.readyState === OPEN;
-  const write = (msg) => ws.send(JSON.stringify(msg));
+  const offline = () => page?.navigator?.onLine === false;
 
   function setState(next, detail) {
     state = next;
+    log("state", next, detail);
     for (const fn of [...stateFns]) call(fn, next, detail);
   }
 
@@ -83,32 +134,74 @@ export function connect(url, options = {}) {
     for (const fn of fns) call(fn, msg);
   }
 
-  /** One connection attempt: get a token, open a socket, wire its events. */
-  async function dial() {
+  /** Reports a problem of the client itself to c.on("error") as {type: "error", code, message}. */
+  function problem(code, message, error) {
+    log(code, message);
+    const msg = { type: "error", code, message };
+    if (error !== undefined) msg.error = error;
+    emit(msg);
+  }
+
+  /**
+   * Runs a callback of the application. A throw goes to c.on("error") as a
+   * client_handler_error; without such a handler, to reportError where there is one (a
+   * browser shows it as uncaught), never as an exception that could end node.
+   */
+  function call(fn, ...args) {
+    try {
+      fn(...args);
+    } catch (err) {
+      log("handler threw", err);
+      if (!reporting && handlers.get("error")?.size) {
+        reporting = true; // a throwing error handler is not reported again
+        try {
+          problem("client_handler_error", "wspub: a handler threw: " + errText(err), err);
+        } finally {
+          reporting = false;
+        }
+      } else if (typeof reportError === "function") {
+        reportError(err); // eslint-disable-line no-undef
+      }
+    }
+  }
+
+  /** One connection attempt; whatever it throws becomes a failed attempt. */
+  function dial() {
     reconnectTimer = null;
+    if (dialing || ws !== null || state === "closed") return;
+    dialing = true;
+    attemptOnce().catch((err) => {
+      dialing = false;
+      if (state === "closed" || ws !== null) return;
+      problem("client_connect_error", "wspub: " + errText(err), err);
+      retry(1006, "cannot connect");
+    });
+  }
+
+  /** Gets a token, opens a socket, wires its events. */
+  async function attemptOnce() {
     let token = options.token;
     if (typeof token === "function") {
       try {
         token = await token();
       } catch (err) {
+        dialing = false;
         if (state === "closed") return;
-        emit(errorMessage("client_token_error", "wspub: the token function failed: " + errText(err)));
+        problem("client_token_error", "wspub: the token function failed: " + errText(err), err);
         retry(1006, "no token");
         return;
       }
-      if (state === "closed") return; // c.close() while waiting for the token
     }
-    const protocols = [SUBPROTOCOL];
-    if (token) protocols.push("bearer." + token);
-    if (options.protocols) protocols.push(...options.protocols);
-    let s;
-    try {
-      s = new WS(target, [...new Set(protocols)]); // a repeated protocol is a SyntaxError
-    } catch (err) { // e.g. a token that is not a valid subprotocol
-      emit(errorMessage("client_connect_error", "wspub: " + errText(err)));
-      retry(1006, "cannot connect");
+    if (state === "closed" || suspended) { // c.close() or pagehide while waiting for the token
+      dialing = false;
       return;
     }
+    const protocols = [SUBPROTOCOL];
+    if (token) protocols.push(tokenProtocol(String(token)));
+    if (options.protocols) protocols.push(...options.protocols);
+    log("dial", target);
+    const s = new WS(target, [...new Set(protocols)]); // a repeated protocol is a SyntaxError
+    dialing = false;
     ws = s;
     s.onopen = () => opened(s);
     s.onmessage = (ev) => received(s, ev.data);
@@ -116,31 +209,123 @@ export function connect(url, options = {}) {
     s.onclose = (ev) => {
       if (s === ws) lost(ev.code, ev.reason || "");
     };
+    timers.connect = setTimeout(() => {
+      if (s !== ws) return;
+      lost(1006, "connect timeout");
+      try {
+        s.close();
+      } catch {} // eslint-disable-line no-empty
+    }, connectTimeout);
   }
 
   function opened(s) {
     if (s !== ws) return;
+    clearTimeout(timers.connect);
     openedAt = Date.now();
     failures = 0;
     finding = null;
-    for (const set of subs.values()) for (const sub of set) sendSubscribe(sub);
-    const queued = outbox;
-    outbox = [];
-    for (const [msg, pending] of queued) post(msg, pending);
-    if (pingInterval > 0) pingTimer = setInterval(ping, pingInterval);
-    setState("open");
+    timers.welcome = setTimeout(() => start(null), WELCOME_WAIT);
   }
 
-  function ping() {
-    if (pongTimer !== null || !isOpen()) return; // one ping at a time
-    write({ type: "ping", id: nextID() });
-    pongTimer = setTimeout(() => {
-      const s = ws;
-      lost(4000, "pong timeout");
-      try {
-        s.close(4000, "pong timeout");
-      } catch {} // eslint-disable-line no-empty
-    }, pongTimeout);
+  /**
+   * The welcome came (limits) or its wait is over (null): sets the pacer to the hub's
+   * limits, resubscribes, announces "open", then sends what the outbox holds, after
+   * whatever the "open" handlers sent.
+   */
+  function start(limits) {
+    clearTimeout(timers.welcome);
+    live = true;
+    batch = limits !== null;
+    const lim = (key) => (limits && key in limits ? limits[key] ?? Infinity : DEFAULT_LIMITS[key] ?? Infinity);
+    maxChannels = batch ? Math.max(1, lim("maxChannels")) : 1;
+    rate = lim("messageRate") * RATE_MARGIN;
+    tokens = burst = Math.max(1, Math.floor(lim("messageBurst") * BURST_MARGIN));
+    stamp = Date.now();
+    log("limits", limits, { rate, burst, maxChannels });
+    for (const name of channels.keys()) needSub.add(name);
+    if (pingInterval > 0) {
+      timers.ping = setInterval(() => {
+        pingDue = true;
+        pump();
+      }, pingInterval);
+    }
+    const queued = outbox;
+    outbox = [];
+    pump(); // the subscribes first
+    setState("open");
+    outbox.push(...queued);
+    pump();
+  }
+
+  /**
+   * Writes what waits, as fast as the token bucket allows: unsubscribes, subscribes (as
+   * many channels per message as the hub takes), the ping, then the outbox.
+   */
+  function pump() {
+    clearTimeout(timers.pump);
+    while (live && isOpen()) {
+      const now = Date.now();
+      tokens = Math.min(burst, tokens + ((now - stamp) * rate) / 1000 || 0);
+      stamp = now;
+      const more = needUnsub.size || needSub.size || pingDue || outbox.length;
+      if (!more) return;
+      if (tokens < 1) {
+        timers.pump = setTimeout(pump, Math.ceil(((1 - tokens) * 1000) / rate));
+        return;
+      }
+      let msg;
+      if (needUnsub.size) msg = channelsMessage("unsubscribe", needUnsub);
+      else if (needSub.size) msg = channelsMessage("subscribe", needSub);
+      else if (pingDue) {
+        pingDue = false;
+        if (timers.pong) continue; // one ping at a time
+        msg = JSON.stringify({ type: "ping", id: nextID() });
+        timers.pong = setTimeout(() => {
+          const s = ws;
+          lost(4000, "pong timeout");
+          try {
+            s.close(4000, "pong timeout");
+          } catch {} // eslint-disable-line no-empty
+        }, pongTimeout);
+      } else {
+        const item = outbox.shift();
+        if (Date.now() - item.at > outboxAge) {
+          drop(item, "it waited longer than outbox.maxAge");
+          continue;
+        }
+        const pending = waiting.get(item.id);
+        if (pending) pending.written = true;
+        msg = item.text;
+      }
+      tokens--;
+      log("send", msg);
+      ws.send(msg);
+    }
+  }
+
+  /** A subscribe or unsubscribe of the next channels of set (one without a welcome). */
+  function channelsMessage(type, set) {
+    const names = [...set].slice(0, maxChannels);
+    const id = nextID();
+    for (const name of names) {
+      set.delete(name);
+      const ch = channels.get(name);
+      if (type === "subscribe" && ch) {
+        ch.id = id;
+        clearTimeout(ch.timer);
+        // Unanswered: sent again, ever more slowly.
+        ch.timer = setTimeout(() => resubscribe(ch), Math.min(backoffMax, subscribeRetry * 2 ** ch.tries++));
+      }
+    }
+    if (type === "subscribe") subIDs.set(id, names);
+    return JSON.stringify(batch ? { type, channels: names, id } : { type, channel: names[0], id });
+  }
+
+  function resubscribe(ch) {
+    ch.id = null;
+    if (channels.get(ch.name) !== ch) return;
+    needSub.add(ch.name);
+    pump();
   }
 
   /** Splits a frame on "\n" and handles each line as one message. */
@@ -149,12 +334,13 @@ export function connect(url, options = {}) {
     for (const line of data.split("\n")) {
       if (s !== ws) return; // a handler closed the client
       if (line === "") continue;
+      log("receive", line);
       let msg = null;
       try {
         msg = JSON.parse(line);
       } catch {} // eslint-disable-line no-empty
       if (msg === null || typeof msg !== "object" || typeof msg.type !== "string") {
-        emit(errorMessage("client_parse_error", "wspub: not a message: " + line.slice(0, 200)));
+        problem("client_parse_error", "wspub: not a message: " + line.slice(0, 200));
         continue;
       }
       receive(msg);
@@ -162,62 +348,84 @@ export function connect(url, options = {}) {
   }
 
   function receive(msg) {
-    if (msg.type === "pong") {
-      clearTimeout(pongTimer);
-      pongTimer = null;
+    const { type, id } = msg;
+    if (type === "welcome" && !live) start(msg.data?.limits || {});
+    if (type === "pong") {
+      clearTimeout(timers.pong);
+      timers.pong = null;
     }
-    const pending = msg.id !== undefined && replies.get(msg.id);
-    if (pending && ["subscribed", "published", "error"].includes(msg.type)) {
-      replies.delete(msg.id);
-      settle(pending, msg);
+    const pending = id !== undefined && waiting.get(id);
+    if (pending && (pending.any || type === "published" || type === "error")) {
+      settle(id, type === "error" ? new WspubError(msg.code, msg.message, msg) : null, pending.any ? msg : undefined);
     }
-    if (typeof msg.channel === "string" && !REPLY_TYPES.has(msg.type)) {
-      for (const sub of [...(subs.get(msg.channel) || [])]) call(sub.fn, msg);
+    if (id !== undefined && subIDs.has(id) && (type === "subscribed" || type === "error")) {
+      const names = subIDs.get(id);
+      const name = typeof msg.channel === "string" ? msg.channel : names.length === 1 ? names[0] : null;
+      const ch = channels.get(name);
+      if (ch && ch.id === id) subscribeAnswered(ch, msg);
+      const rest = names.filter((n) => n !== name);
+      if (rest.length) subIDs.set(id, rest);
+      else subIDs.delete(id);
+    }
+    if (type === "unsubscribed" && id === undefined && channels.has(msg.channel)) {
+      // Hub.Unsubscribe: the server ended the subscription; it is not renewed.
+      endChannel(channels.get(msg.channel), new WspubError("unsubscribed", "wspub: the server unsubscribed " + msg.channel));
+    }
+    if (typeof msg.channel === "string" && !REPLY_TYPES.has(type)) {
+      for (const sub of [...(channels.get(msg.channel)?.subs || [])]) call(sub.fn, msg);
     }
     emit(msg);
   }
 
-  function settle(pending, msg) {
-    const sub = pending.sub;
-    if (!sub) {
-      if (msg.type === "error") pending.reject(failure(msg.code, msg.message, msg));
-      else pending.resolve();
-    } else if (!sub.dead && msg.type === "subscribed") {
-      clearTimeout(sub.retry);
-      sub.resolve();
-    } else if (!sub.dead) { // refused: the subscription is dead
-      removeSub(sub);
-      sub.reject(failure(msg.code, msg.message, msg));
+  function subscribeAnswered(ch, msg) {
+    clearTimeout(ch.timer);
+    ch.id = null;
+    if (msg.type === "subscribed") {
+      ch.acked = true;
+      ch.tries = 0;
+      for (const sub of ch.subs) sub.resolve();
+    } else if (REFUSALS.has(msg.code)) {
+      endChannel(ch, new WspubError(msg.code, msg.message, msg));
+    } else { // temporary (rate_limited, internal): again after a backoff delay
+      const cap = Math.min(backoffMax, backoffMin * 2 ** Math.min(ch.tries++, 30));
+      ch.timer = setTimeout(() => resubscribe(ch), cap / 2 + (Math.random() * cap) / 2);
     }
   }
 
-  /** Sends a subscribe for sub, and again every subscribeRetry until it is answered. */
-  function sendSubscribe(sub) {
-    clearTimeout(sub.retry);
-    if (!isOpen()) return; // resubscribed on open
-    const id = nextID();
-    replies.set(id, { sub });
-    write({ type: "subscribe", channel: sub.channel, id });
-    sub.retry = setTimeout(() => sendSubscribe(sub), subscribeRetry);
-  }
-
-  function removeSub(sub) {
-    sub.dead = true;
-    clearTimeout(sub.retry);
-    const set = subs.get(sub.channel);
-    if (!set) return;
-    set.delete(sub);
-    if (set.size === 0) subs.delete(sub.channel);
-  }
-
-  /** Sends msg now, or when the connection opens; pending waits for its reply. */
-  function post(msg, pending) {
-    if (!isOpen()) {
-      outbox.push([msg, pending]);
-      return;
+  /** Ends every subscription of a channel: their ready rejects with err (if still pending). */
+  function endChannel(ch, err) {
+    clearTimeout(ch.timer);
+    channels.delete(ch.name);
+    needSub.delete(ch.name);
+    for (const sub of ch.subs) {
+      sub.dead = true;
+      sub.reject(err);
     }
-    if (pending) replies.set(msg.id, pending);
-    write(msg);
+  }
+
+  /** Settles the publish or request of id: rejects with err, or resolves with value. */
+  function settle(id, err, value) {
+    const p = waiting.get(id);
+    if (!p) return;
+    waiting.delete(id);
+    clearTimeout(p.timer);
+    p.done?.();
+    if (err) {
+      outbox = outbox.filter((item) => item.id !== id);
+      p.reject(err);
+    } else p.resolve(value);
+  }
+
+  /** Puts a message in the outbox: it goes out when open, paced, oldest first. */
+  function enqueue(id, text) {
+    outbox.push({ id, text, at: Date.now() });
+    while (outbox.length > outboxMax) drop(outbox.shift(), "the outbox is full (outbox.max)");
+    pump();
+  }
+
+  function drop(item, why) {
+    problem("client_send_dropped", `wspub: message ${item.id} was not sent: ${why}`);
+    settle(item.id, new WspubError("dropped", "wspub: not sent: " + why));
   }
 
   /** Forgets the current socket and everything that lived only as long as it. */
@@ -227,14 +435,26 @@ export function connect(url, options = {}) {
       ws.onerror = () => {}; // an error after this point must not be unhandled (node's ws)
       ws = null;
     }
-    clearInterval(pingTimer);
-    clearTimeout(pongTimer);
-    pingTimer = pongTimer = null;
-    for (const set of subs.values()) for (const sub of set) clearTimeout(sub.retry);
-    for (const pending of replies.values()) {
-      if (pending.reject) pending.reject(failure(code, "wspub: the connection closed before the reply"));
+    live = false;
+    pingDue = false;
+    clearTimeout(timers.connect);
+    clearTimeout(timers.welcome);
+    clearInterval(timers.ping);
+    clearTimeout(timers.pong);
+    clearTimeout(timers.pump);
+    timers = {};
+    needSub.clear();
+    needUnsub.clear();
+    subIDs.clear();
+    for (const ch of channels.values()) {
+      clearTimeout(ch.timer);
+      ch.id = null;
+      ch.acked = false;
+      ch.tries = 0;
     }
-    replies.clear();
+    for (const [id, p] of waiting) {
+      if (p.written) settle(id, new WspubError(code, "wspub: the connection closed before the reply"));
+    }
   }
 
   /** The socket closed (or was given up on) with code and reason. */
@@ -242,7 +462,12 @@ export function connect(url, options = {}) {
     const neverOpened = openedAt === 0;
     dropSocket("connection_lost");
     if (FINAL_CODES.has(code)) finish(code, reason);
-    else if (neverOpened && ++failures % PREFLIGHT_AFTER === 0 && typeof fetchFn === "function") ask(code, reason);
+    else if (code === EXPIRED && !neverOpened) { // a new token, at once
+      openedAt = 0;
+      attempt = 0;
+      setState("reconnecting", { code, reason, delay: 0, attempt: 0 });
+      dial();
+    } else if (neverOpened && ++failures % PREFLIGHT_AFTER === 0 && typeof fetchFn === "function") ask(code, reason);
     else retry(code, reason);
   }
 
@@ -294,15 +519,62 @@ export function connect(url, options = {}) {
     retry(code, reason);
   }
 
-  /** Schedules the next attempt after a random delay in [0, min(max, min*2^attempt)]. */
+  /**
+   * Schedules the next attempt after a random delay in [0, min(max, min*2^attempt)]; none
+   * while the page is offline or hidden (the page's events wake it).
+   */
   function retry(code, reason) {
     if (openedAt !== 0 && Date.now() - openedAt >= STABLE_MS) attempt = 0;
     openedAt = 0;
+    const detail = finding ? { code, reason: finding.reason, status: finding.status } : { code, reason };
+    if (offline() || suspended) {
+      setState("reconnecting", { ...detail, attempt, waiting: suspended ? "pageshow" : "online" });
+      return;
+    }
     const cap = Math.min(backoffMax, backoffMin * 2 ** Math.min(attempt, 30));
     const delay = Math.round(Math.random() * cap);
     reconnectTimer = setTimeout(dial, delay);
-    const detail = finding ? { code, reason: finding.reason, status: finding.status } : { code, reason };
     setState("reconnecting", { ...detail, delay, attempt: attempt++ });
+  }
+
+  /** The page is back (online, visible, shown): a connection that died is retried at once. */
+  function wake(why) {
+    if (state !== "reconnecting" || ws !== null || dialing || preflight !== null || suspended || offline()) return;
+    log("wake", why);
+    clearTimeout(reconnectTimer);
+    attempt = 0;
+    dial();
+  }
+
+  /** pagehide: closes the socket so that the page may enter the back/forward cache. */
+  function suspend() {
+    if (state === "closed") return;
+    suspended = true;
+    clearTimeout(reconnectTimer);
+    const s = ws;
+    if (s === null) return;
+    dropSocket("connection_lost");
+    try {
+      s.close(1000, "pagehide");
+    } catch {} // eslint-disable-line no-empty
+    openedAt = 0;
+    setState("reconnecting", { code: 1000, reason: "pagehide", attempt, waiting: "pageshow" });
+  }
+
+  if (page && typeof page.addEventListener === "function") {
+    const listen = (target, type, fn) => {
+      target?.addEventListener?.(type, fn);
+      offs.push(() => target?.removeEventListener?.(type, fn));
+    };
+    listen(page, "online", () => wake("online"));
+    listen(page, "pagehide", suspend);
+    listen(page, "pageshow", () => {
+      suspended = false;
+      wake("pageshow");
+    });
+    listen(page.document, "visibilitychange", () => {
+      if (page.document.visibilityState === "visible") wake("visible");
+    });
   }
 
   /** Stops for good: state "closed", nothing pending survives. */
@@ -314,17 +586,43 @@ export function connect(url, options = {}) {
       preflight.abort.abort();
       preflight = null;
     }
+    for (const off of offs.splice(0)) off();
     dropSocket("closed");
-    for (const [, pending] of outbox) if (pending) pending.reject(closedError());
+    state = "closed";
+    for (const id of [...waiting.keys()]) settle(id, closedError());
     outbox = [];
-    for (const set of subs.values()) {
-      for (const sub of set) {
-        sub.dead = true;
-        sub.reject(closedError());
-      }
-    }
-    subs.clear();
+    for (const ch of [...channels.values()]) endChannel(ch, closedError());
     setState("closed", status === undefined ? { code, reason } : { code, reason, status });
+  }
+
+  /** Encodes a message of the application, so that bad data throws at the call. */
+  function encode(msg) {
+    try {
+      return JSON.stringify(msg);
+    } catch (err) {
+      const e = new WspubError("invalid_data", "wspub: the data cannot be sent as JSON: " + errText(err));
+      e.cause = err;
+      throw e;
+    }
+  }
+
+  /** A promise of the reply to a message with id; any: whatever reply (a request). */
+  function expect(make, any, timeout, signal) {
+    return new Promise((resolve, reject) => {
+      if (state === "closed") throw closedError();
+      if (signal?.aborted) throw abortedError();
+      const id = nextID();
+      const text = encode(make(id));
+      const p = { resolve, reject, any, written: false };
+      if (timeout > 0) p.timer = setTimeout(() => settle(id, new WspubError("timeout", "wspub: no reply in time")), timeout);
+      if (signal) {
+        const onAbort = () => settle(id, abortedError());
+        signal.addEventListener("abort", onAbort);
+        p.done = () => signal.removeEventListener("abort", onAbort);
+      }
+      waiting.set(id, p);
+      enqueue(id, text);
+    });
   }
 
   const client = {
@@ -342,22 +640,38 @@ export function connect(url, options = {}) {
       let resolve, reject;
       const ready = new Promise((res, rej) => ((resolve = res), (reject = rej)));
       ready.catch(() => {}); // refusals also reach c.on("error"): never an unhandled rejection
-      const sub = { channel, fn, resolve, reject, retry: null, dead: false };
+      const sub = { fn, resolve, reject, dead: false };
       if (state === "closed") {
         sub.dead = true;
         reject(closedError());
       } else {
-        if (!subs.has(channel)) subs.set(channel, new Set());
-        subs.get(channel).add(sub);
-        sendSubscribe(sub);
+        let ch = channels.get(channel);
+        if (!ch) {
+          ch = { name: channel, subs: new Set(), id: null, acked: false, tries: 0, timer: null };
+          channels.set(channel, ch);
+          if (live) {
+            needSub.add(channel);
+            queueMicrotask(pump); // subscribes of one task go out together
+          }
+        }
+        ch.subs.add(sub);
+        if (ch.acked) resolve();
       }
       return {
         channel,
         ready,
         unsubscribe() {
           if (sub.dead) return;
-          removeSub(sub);
-          if (!subs.has(channel) && isOpen()) write({ type: "unsubscribe", channel, id: nextID() });
+          sub.dead = true;
+          reject(new WspubError("unsubscribed", "wspub: unsubscribed before the server's answer"));
+          const ch = channels.get(channel);
+          ch.subs.delete(sub);
+          if (ch.subs.size > 0) return;
+          endChannel(ch);
+          if (live && (ch.acked || ch.id !== null)) {
+            needUnsub.add(channel);
+            queueMicrotask(pump);
+          }
         },
       };
     },
@@ -368,19 +682,20 @@ export function connect(url, options = {}) {
       return () => handlers.get(type)?.delete(fn);
     },
 
-    send(type, data, { channel } = {}) {
+    send(type, data, { channel, onlyIfOpen } = {}) {
       if (state === "closed") throw closedError();
+      if (onlyIfOpen && state !== "open") return null;
       const id = nextID();
-      const msg = { type, data, channel, id };
-      post(msg);
+      enqueue(id, encode({ type, data, channel, id }));
       return id;
     },
 
     publish(channel, data) {
-      return new Promise((resolve, reject) => {
-        if (state === "closed") throw closedError();
-        post({ type: "publish", channel, data, id: nextID() }, { resolve, reject });
-      });
+      return expect((id) => ({ type: "publish", channel, data, id }), false, 0);
+    },
+
+    request(type, data, { channel, timeout = requestTimeout, signal } = {}) {
+      return expect((id) => ({ type, data, channel, id }), true, timeout, signal);
     },
 
     close() {
@@ -399,6 +714,18 @@ export function connect(url, options = {}) {
   return client;
 }
 
+/**
+ * The subprotocol of a token: bearer.<token> when it is an RFC 7230 token (what a
+ * subprotocol may be), else bearer64.<base64url of its UTF-8, no padding>, so that any
+ * token (a base64 JWT with / + =, a space, non-ASCII) can be sent.
+ */
+function tokenProtocol(token) {
+  if (TCHARS.test(token)) return "bearer." + token;
+  let bin = "";
+  for (const b of new TextEncoder().encode(token)) bin += String.fromCharCode(b);
+  return "bearer64." + btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
 /** Resolves a URL or path against the page, with ws: or wss: for http: or https:. */
 function resolveURL(url) {
   let u;
@@ -412,40 +739,12 @@ function resolveURL(url) {
   return u.href;
 }
 
-/** Runs a callback of the application; a throw is reported like an event listener's. */
-function call(fn, ...args) {
-  try {
-    fn(...args);
-  } catch (err) {
-    queueMicrotask(() => {
-      throw err;
-    });
-  }
-}
-
-/** An error of the client itself for c.on("error"), shaped like the server's replies. */
-function errorMessage(code, message) {
-  return { type: "error", code, message };
-}
-
-/**
- * What a subscribe's ready or a publish rejects with: an Error with the code of the
- * server's error reply (and the reply itself), or a code of the client: "closed" (the
- * client is closed), "connection_lost" (the connection ended before the reply came).
- */
-function failure(code, message, reply) {
-  const err = new Error(message || code);
-  err.name = "WspubError";
-  err.code = code;
-  if (reply) {
-    err.id = reply.id;
-    err.reply = reply;
-  }
-  return err;
-}
-
 function closedError() {
-  return failure("closed", "wspub: the client is closed");
+  return new WspubError("closed", "wspub: the client is closed");
+}
+
+function abortedError() {
+  return new WspubError("aborted", "wspub: the request was aborted");
 }
 
 function errText(err) {

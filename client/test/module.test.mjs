@@ -33,9 +33,11 @@ class FakeWebSocket {
     this.closed = { code, reason };
   }
   // Server side:
-  open() {
+  // Opens the socket and sends the hub's welcome (null: none, like a hub before it).
+  open(welcome = { conn: "c1", limits: {} }) {
     this.readyState = 1;
     this.onopen?.({});
+    if (welcome) this.frame(JSON.stringify({ type: "welcome", data: welcome }));
   }
   frame(data) {
     this.onmessage?.({ data });
@@ -74,7 +76,7 @@ function members(name) {
   const m = dts.match(new RegExp(`export interface ${name}\\b[^{]*\\{([\\s\\S]*?)\\n\\}`));
   assert.ok(m, `interface ${name} in wspub.d.ts`);
   const body = m[1].replace(/\/\*[\s\S]*?\*\//g, "");
-  return [...new Set([...body.matchAll(/^\s*(?:readonly\s+)?(\w+)\??[(:]/gm)].map((x) => x[1]))].sort();
+  return [...new Set([...body.matchAll(/^\s*(?:readonly\s+)?(\w+)\??(?:[(:]|<[^>]*>\()/gm)].map((x) => x[1]))].sort();
 }
 
 test("wspub.js passes node --check", { timeout: 10_000 }, () => {
@@ -83,11 +85,11 @@ test("wspub.js passes node --check", { timeout: 10_000 }, () => {
 });
 
 test("exports match wspub.d.ts", { timeout: 10_000 }, () => {
-  assert.deepEqual(Object.keys(wspub), ["connect"]);
+  assert.deepEqual(Object.keys(wspub).sort(), ["WspubError", "connect"]);
   assert.equal(typeof wspub.connect, "function");
   assert.match(dts, /^export function connect\(url: string \| URL, options\?: ConnectOptions\): Client;$/m);
   const declared = [...dts.matchAll(/^export (?:function|const|class) (\w+)/gm)].map((m) => m[1]);
-  assert.deepEqual(declared, ["connect"]);
+  assert.deepEqual(declared.sort(), ["WspubError", "connect"]);
 
   const c = connect();
   assert.deepEqual(Object.getOwnPropertyNames(c).sort(), members("Client"));
@@ -136,7 +138,7 @@ test("a frame's lines are messages; a bad line is a client_parse_error and the o
   s.frame('{"type":"x","channel":"a","data":1}\nnot json\n[1]\n{"type":"y","channel":"a","data":2}\n');
   assert.deepEqual(got.map((m) => m.data), [1, 2]);
   assert.deepEqual(errors.map((e) => [e.type, e.code]), [["error", "client_parse_error"], ["error", "client_parse_error"]]);
-  assert.deepEqual(all.map((m) => m.type), ["x", "error", "error", "y"]);
+  assert.deepEqual(all.map((m) => m.type), ["welcome", "x", "error", "error", "y"]);
   assert.equal(c.state, "open");
 });
 
