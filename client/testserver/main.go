@@ -9,7 +9,10 @@
 //     "good" is the user "good", "expiring" the user "expiring" whose identity expires
 //     1 s after the handshake (close 4001 "identity expired"), anything else is refused
 //     with HTTP 401;
-//   - allows subscribing to any channel but "secret:*", and client publish to "chat:*".
+//   - allows subscribing to any channel but "secret:*", and client publish to "chat:*";
+//     a subscribe to "flaky:*" fails with "internal" the first two times for each channel
+//     (a temporary error), one to "once:*" succeeds the first time and is forbidden after;
+//   - handles "note" messages by recording their data (see /stats).
 //
 // /ws-strict is a second hub with the defaults: only pages of its own origin may connect
 // (a client with another Origin gets 403, and so does its preflight). /ws-timeout is the
@@ -26,9 +29,12 @@
 //	                                       or {"i":<index>}; without channel, broadcast
 //	POST /close?code=&reason=              close every connection of the hub with code
 //	POST /subscribe?channel=               subscribe every connection server-side
-//	GET  /stats                            {"connections", "subscriptions", "tokens",
-//	                                       "muteCloses"}: subscriptions is the hub's
-//	                                       Stats().Subscriptions (connection-channel pairs)
+//	POST /unsubscribe?channel=             unsubscribe every connection server-side
+//	GET  /stats                            {"connections", "tokens", "muteCloses",
+//	                                       "subscriptions", "rateLimited", "policyCloses",
+//	                                       "notes" (the data of every note, in order)}:
+//	                                       subscriptions is the hub's Stats().Subscriptions
+//	                                       (connection-channel pairs)
 //
 // With -static DIR, the files of DIR are served at / (the Vite apps of
 // e2e/bindings.test.mjs), so that their pages are of the hub's own origin.
@@ -99,10 +105,13 @@ type server struct {
 	conns      map[string]bool // IDs of the hub's connections
 	tokens     map[string]int  // Authenticate calls by token ("" for none)
 	muteCloses []int           // close codes /ws-mute received
+	attempts   map[string]int  // subscribes by channel, for flaky:* and once:*
+	notes      []json.RawMessage
 }
 
 func newServer() *server {
-	s := &server{conns: make(map[string]bool), tokens: make(map[string]int), strict: wspub.New(nil)}
+	s := &server{conns: make(map[string]bool), tokens: make(map[string]int), attempts: make(map[string]int),
+		strict: wspub.New(nil)}
 	s.hub = wspub.New(&wspub.Options{
 		PingInterval:       500 * time.Millisecond,
 		PongTimeout:        400 * time.Millisecond,
@@ -115,6 +124,8 @@ func newServer() *server {
 				return errors.New("secret channel")
 			case action == wspub.ActionPublish && !strings.HasPrefix(channel, "chat:"):
 				return errors.New("clients publish to chat:* only")
+			case action == wspub.ActionSubscribe:
+				return s.subscribeOutcome(channel)
 			}
 			return nil
 		},
@@ -130,7 +141,30 @@ func newServer() *server {
 			delete(s.conns, c.ID())
 		},
 	})
+	if err := s.hub.Handle("note", func(_ context.Context, _ *wspub.Conn, m wspub.ClientMessage) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.notes = append(s.notes, m.Data)
+		return nil
+	}); err != nil {
+		panic(err)
+	}
 	return s
+}
+
+// subscribeOutcome fails the first two subscribes to each flaky:* channel with a
+// temporary error, and forbids every subscribe to a once:* channel but the first.
+func (s *server) subscribeOutcome(channel string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.attempts[channel]++
+	switch n := s.attempts[channel]; {
+	case strings.HasPrefix(channel, "flaky:") && n <= 2:
+		return &wspub.Error{Code: wspub.CodeInternal, Message: "try again"}
+	case strings.HasPrefix(channel, "once:") && n > 1:
+		return errors.New("no longer allowed")
+	}
+	return nil
 }
 
 func (s *server) authenticate(r *http.Request) (wspub.Identity, error) {
@@ -161,6 +195,7 @@ func (s *server) routes(static string) http.Handler {
 	mux.HandleFunc("POST /publish", s.publish)
 	mux.HandleFunc("POST /close", s.close)
 	mux.HandleFunc("POST /subscribe", s.subscribe)
+	mux.HandleFunc("POST /unsubscribe", s.unsubscribe)
 	mux.HandleFunc("GET /stats", s.stats)
 	return mux
 }
@@ -233,6 +268,17 @@ func (s *server) subscribe(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, len(ids))
 }
 
+func (s *server) unsubscribe(w http.ResponseWriter, r *http.Request) {
+	ids := s.connIDs()
+	for _, id := range ids {
+		if err := s.hub.Unsubscribe(id, r.URL.Query().Get("channel")); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+	}
+	fmt.Fprintln(w, len(ids))
+}
+
 func (s *server) stats(w http.ResponseWriter, _ *http.Request) {
 	st := s.hub.Stats()
 	s.mu.Lock()
@@ -241,8 +287,11 @@ func (s *server) stats(w http.ResponseWriter, _ *http.Request) {
 	_ = json.NewEncoder(w).Encode(map[string]any{
 		"connections":   st.Connections,
 		"subscriptions": st.Subscriptions,
+		"rateLimited":   st.RateLimited,
+		"policyCloses":  st.PolicyCloses,
 		"tokens":        s.tokens,
 		"muteCloses":    slices.Clone(s.muteCloses),
+		"notes":         slices.Clone(s.notes),
 	})
 }
 
