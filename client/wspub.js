@@ -235,13 +235,8 @@ export function connect(url, options = {}) {
   function start(limits) {
     clearTimeout(timers.welcome);
     live = true;
-    batch = limits !== null;
-    const lim = (key) => (limits && key in limits ? limits[key] ?? Infinity : DEFAULT_LIMITS[key] ?? Infinity);
-    maxChannels = batch ? Math.max(1, lim("maxChannels")) : 1;
-    rate = lim("messageRate") * RATE_MARGIN;
-    tokens = burst = Math.max(1, Math.floor(lim("messageBurst") * BURST_MARGIN));
-    stamp = Date.now();
-    log("limits", limits, { rate, burst, maxChannels });
+    pace(limits);
+    tokens = burst;
     for (const name of channels.keys()) needSub.add(name);
     if (pingInterval > 0) {
       timers.ping = setInterval(() => {
@@ -255,6 +250,18 @@ export function connect(url, options = {}) {
     setState("open");
     outbox.push(...queued);
     pump();
+  }
+
+  /** Sets the pacer to the hub's limits (null: the defaults, one channel per subscribe). */
+  function pace(limits) {
+    batch = limits !== null;
+    const lim = (key) => (limits && key in limits ? limits[key] ?? Infinity : DEFAULT_LIMITS[key] ?? Infinity);
+    maxChannels = batch ? Math.max(1, lim("maxChannels")) : 1;
+    rate = lim("messageRate") * RATE_MARGIN;
+    burst = Math.max(1, Math.floor(lim("messageBurst") * BURST_MARGIN));
+    tokens = Math.min(tokens, burst);
+    stamp = Date.now();
+    log("limits", limits, { rate, burst, maxChannels });
   }
 
   /**
@@ -349,7 +356,11 @@ export function connect(url, options = {}) {
 
   function receive(msg) {
     const { type, id } = msg;
-    if (type === "welcome" && !live) start(msg.data?.limits || {});
+    if (type === "welcome") {
+      const limits = msg.data?.limits || {};
+      if (live) pace(limits); // late: the defaults were used meanwhile
+      else start(limits);
+    }
     if (type === "pong") {
       clearTimeout(timers.pong);
       timers.pong = null;
@@ -362,7 +373,10 @@ export function connect(url, options = {}) {
       const names = subIDs.get(id);
       const name = typeof msg.channel === "string" ? msg.channel : names.length === 1 ? names[0] : null;
       const ch = channels.get(name);
-      if (ch && ch.id === id) subscribeAnswered(ch, msg);
+      if (ch && ch.id === id) {
+        msg.channel ??= name; // an error reply names the channel it refuses
+        subscribeAnswered(ch, msg);
+      }
       const rest = names.filter((n) => n !== name);
       if (rest.length) subIDs.set(id, rest);
       else subIDs.delete(id);
