@@ -191,3 +191,96 @@ test("a publish whose connection drops rejects with connection_lost; queued ones
   s2.frame(JSON.stringify({ type: "published", channel: "chat:1", id: msg.id }));
   await queued;
 });
+
+test("tokens that are not RFC 7230 tokens are sent as bearer64.<base64url of their UTF-8>", { timeout: 10_000 }, () => {
+  const tokens = ["eyJh.b-c_d", "a/b+c==", "with space", "naïve✓"];
+  for (const token of tokens) connect(undefined, { token });
+  const sent = FakeWebSocket.sockets.map((s) => s.protocols[1]);
+  assert.equal(sent[0], "bearer.eyJh.b-c_d");
+  for (const [i, p] of sent.slice(1).entries()) {
+    assert.match(p, /^bearer64\.[A-Za-z0-9_-]+$/);
+    assert.equal(Buffer.from(p.slice("bearer64.".length), "base64url").toString("utf8"), tokens[i + 1]);
+  }
+});
+
+test("the welcome's limits pace what is sent: a burst within messageBurst, subscribes batched by maxChannels", { timeout: 10_000 }, async () => {
+  const c = connect(undefined, { pingInterval: 0 });
+  for (let i = 0; i < 5; i++) c.subscribe("ch" + i, () => {});
+  for (let i = 0; i < 10; i++) c.send("note", i);
+  const s = FakeWebSocket.sockets[0];
+  s.open({ conn: "c1", limits: { messageRate: 20, messageBurst: 5, maxChannels: 2 } });
+  // floor(5 * 0.8) = 4 at once: three subscribes of at most 2 channels, one note.
+  assert.deepEqual(s.sent.map((m) => m.channels ?? m.data), [["ch0", "ch1"], ["ch2", "ch3"], ["ch4"], 0]);
+  await until(() => s.sent.length === 13, "the rest, paced");
+  assert.deepEqual(s.sent.slice(3).map((m) => m.data), [...Array(10).keys()]);
+});
+
+test("without a welcome the client waits 1 s, then subscribes one channel per message at the default pace", { timeout: 10_000 }, async () => {
+  const c = connect(undefined, { pingInterval: 0 });
+  c.subscribe("a", () => {});
+  c.subscribe("b", () => {});
+  const s = FakeWebSocket.sockets[0];
+  s.open(null);
+  assert.equal(c.state, "connecting");
+  await until(() => c.state === "open", "open after the wait", 2000);
+  assert.deepEqual(s.sent.map((m) => [m.type, m.channel, m.channels]), [["subscribe", "a", undefined], ["subscribe", "b", undefined]]);
+});
+
+test("an unanswered subscribe is retried ever more slowly; a temporary error after a backoff delay", { timeout: 10_000 }, async () => {
+  const c = connect(undefined, { subscribeRetry: 20, backoff: { min: 20, max: 1000 } });
+  c.subscribe("a", () => {});
+  const s = FakeWebSocket.sockets[0];
+  const times = [];
+  const send = s.send.bind(s);
+  s.send = (text) => { times.push(Date.now()); send(text); };
+  s.open();
+  await until(() => times.length >= 4, "4 subscribes");
+  const gaps = times.slice(1).map((t, i) => t - times[i]);
+  assert.ok(gaps[0] >= 18 && gaps[1] >= 38 && gaps[2] >= 78, `gaps ${gaps}`);
+  s.frame(JSON.stringify({ type: "error", code: "rate_limited", message: "slow down", id: s.sent.at(-1).id }));
+  const n = s.sent.length;
+  await until(() => s.sent.length > n, "a retry after rate_limited");
+});
+
+test("request: resolves with the reply of its id; rejects on an error reply, timeout, abort, a lost connection and close", { timeout: 10_000 }, async () => {
+  const c = connect(undefined, { backoff: { min: 0, max: 0 }, pingInterval: 0 });
+  const s = FakeWebSocket.sockets[0];
+  const queued = c.request("ask", { q: 1 }); // before open: waits in the outbox
+  s.open();
+  const [ask] = s.sent;
+  assert.deepEqual({ ...ask, id: undefined }, { type: "ask", data: { q: 1 }, id: undefined });
+  s.frame(JSON.stringify({ type: "other", id: "999" }) + "\n" + JSON.stringify({ type: "answer", data: { a: 2 }, id: ask.id }));
+  assert.deepEqual(await queued, { type: "answer", data: { a: 2 }, id: ask.id });
+
+  const refused = c.request("ask");
+  s.frame(JSON.stringify({ type: "error", code: "forbidden", message: "no", id: s.sent.at(-1).id }));
+  await assert.rejects(refused, (err) => err instanceof wspub.WspubError && err.code === "forbidden" && err.reply.message === "no");
+
+  await assert.rejects(c.request("ask", null, { timeout: 20 }), { code: "timeout" });
+  const abort = new AbortController();
+  const aborted = c.request("ask", null, { signal: abort.signal });
+  abort.abort();
+  await assert.rejects(aborted, { code: "aborted" });
+  await assert.rejects(c.request("ask", null, { signal: abort.signal }), { code: "aborted" });
+
+  const lost = c.request("ask");
+  s.drop(1006);
+  await assert.rejects(lost, { code: "connection_lost" });
+  const closed = c.request("ask"); // queued for the next connection
+  c.close();
+  await assert.rejects(closed, { code: "closed" });
+  await assert.rejects(c.request("ask"), { code: "closed" });
+});
+
+test("debug gets what the client does; errors are WspubError instances with their code", { timeout: 10_000 }, () => {
+  const lines = [];
+  const c = connect(undefined, { debug: (...args) => lines.push(args.slice(0, 2).join(" ")) });
+  c.subscribe("a", () => {});
+  FakeWebSocket.sockets[0].open();
+  assert.ok(lines.includes("wspub: dial"), lines.join("\n"));
+  assert.ok(lines.includes("wspub: receive"));
+  assert.ok(lines.includes("wspub: state"));
+  const err = new wspub.WspubError("timeout", "late");
+  assert.ok(err instanceof Error);
+  assert.deepEqual([err.name, err.code, err.message], ["WspubError", "timeout", "late"]);
+});
