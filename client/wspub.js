@@ -328,11 +328,15 @@ export function connect(url, options = {}) {
     return JSON.stringify(batch ? { type, channels: names, id } : { type, channel: names[0], id });
   }
 
+  /** Subscribes ch again; those whose timers fire together go out together. */
   function resubscribe(ch) {
     ch.id = null;
     if (channels.get(ch.name) !== ch) return;
     needSub.add(ch.name);
-    pump();
+    timers.soon ??= setTimeout(() => {
+      timers.soon = null;
+      pump();
+    }, 0);
   }
 
   /** Splits a frame on "\n" and handles each line as one message. */
@@ -370,14 +374,17 @@ export function connect(url, options = {}) {
       settle(id, type === "error" ? new WspubError(msg.code, msg.message, msg) : null, pending.any ? msg : undefined);
     }
     if (id !== undefined && subIDs.has(id) && (type === "subscribed" || type === "error")) {
+      // Replies come in the order of the subscribe's channels. One without channel is
+      // for the next name (an invalid name too long to echo) or, rate_limited, for all.
       const names = subIDs.get(id);
-      const name = typeof msg.channel === "string" ? msg.channel : names.length === 1 ? names[0] : null;
-      const ch = channels.get(name);
-      if (ch && ch.id === id) {
-        msg.channel ??= name; // an error reply names the channel it refuses
-        subscribeAnswered(ch, msg);
+      const mine = typeof msg.channel === "string" ? [msg.channel] : msg.code === "invalid_channel" ? names.slice(0, 1) : names;
+      if (mine.length === 1) msg.channel ??= mine[0]; // an error reply names the channel it refuses
+      const delay = Math.random(); // one backoff delay for all of them: retried together
+      for (const name of mine) {
+        const ch = channels.get(name);
+        if (ch && ch.id === id) subscribeAnswered(ch, msg, delay);
       }
-      const rest = names.filter((n) => n !== name);
+      const rest = names.filter((n) => !mine.includes(n));
       if (rest.length) subIDs.set(id, rest);
       else subIDs.delete(id);
     }
@@ -391,7 +398,7 @@ export function connect(url, options = {}) {
     emit(msg);
   }
 
-  function subscribeAnswered(ch, msg) {
+  function subscribeAnswered(ch, msg, random) {
     clearTimeout(ch.timer);
     ch.id = null;
     if (msg.type === "subscribed") {
@@ -402,7 +409,7 @@ export function connect(url, options = {}) {
       endChannel(ch, new WspubError(msg.code, msg.message, msg));
     } else { // temporary (rate_limited, internal): again after a backoff delay
       const cap = Math.min(backoffMax, backoffMin * 2 ** Math.min(ch.tries++, 30));
-      ch.timer = setTimeout(() => resubscribe(ch), cap / 2 + (Math.random() * cap) / 2);
+      ch.timer = setTimeout(() => resubscribe(ch), cap / 2 + (random * cap) / 2);
     }
   }
 
@@ -456,6 +463,7 @@ export function connect(url, options = {}) {
     clearInterval(timers.ping);
     clearTimeout(timers.pong);
     clearTimeout(timers.pump);
+    clearTimeout(timers.soon);
     timers = {};
     needSub.clear();
     needUnsub.clear();

@@ -284,3 +284,24 @@ test("debug gets what the client does; errors are WspubError instances with thei
   assert.ok(err instanceof Error);
   assert.deepEqual([err.name, err.code, err.message], ["WspubError", "timeout", "late"]);
 });
+
+test("a rate_limited reply to a batch subscribe retries all its channels; an unechoed invalid_channel is the next name's", { timeout: 10_000 }, async () => {
+  const c = connect(undefined, { pingInterval: 0, backoff: { min: 10, max: 20 } });
+  const subs = ["a", "b", "c"].map((ch) => c.subscribe(ch, () => {}));
+  const s = FakeWebSocket.sockets[0];
+  s.open();
+  const [batch] = s.sent;
+  assert.deepEqual(batch.channels, ["a", "b", "c"]);
+  s.frame(JSON.stringify({ type: "error", code: "rate_limited", message: "slow down", id: batch.id }));
+  await until(() => s.sent.length === 2, "the batch again");
+  const again = s.sent[1];
+  assert.deepEqual(again.channels, ["a", "b", "c"]);
+  s.frame([
+    { type: "subscribed", channel: "a", id: again.id },
+    { type: "error", code: "invalid_channel", message: "too long", id: again.id },
+    { type: "subscribed", channel: "c", id: again.id },
+  ].map((m) => JSON.stringify(m)).join("\n"));
+  await subs[0].ready;
+  await assert.rejects(subs[1].ready, { code: "invalid_channel" });
+  await subs[2].ready;
+});
