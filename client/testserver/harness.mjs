@@ -1,4 +1,5 @@
-// The harness of the tests against a real hub: client/testserver, built with the Go
+// The harness of the tests against a real hub (outside test/, where node --test would run
+// it as a test file): client/testserver, built with the Go
 // toolchain (or the binary named by WSPUB_TESTSERVER), started before the tests of the
 // importing file and driven through its control endpoints.
 import { after, before } from "node:test";
