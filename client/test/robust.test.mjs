@@ -1,4 +1,4 @@
-// wspub.js against a real hub (hub.mjs) in the situations of a real front-end app: many
+// wspub.js against a real hub (testserver/harness.mjs) in the situations of a real front-end app: many
 // subscriptions under the hub's default rate limit, temporary and final subscribe errors,
 // unsubscribing early, bad data, server-side unsubscribes, a bounded outbox, stuck
 // handshakes, throwing handlers, the page's lifecycle events and debug logging.
@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:net";
-import { TIMEOUT, addr, control, open, q, sleep, stats, subscribe, until } from "./hub.mjs";
+import { TIMEOUT, addr, control, open, q, sleep, stats, subscribe, until } from "../testserver/harness.mjs";
 
 let runs = 0;
 /** A tag unique to this test run, so that notes recorded by the server can be told apart. */
@@ -86,7 +86,7 @@ test("unsubscribing before the answer: ready rejects with unsubscribed, the hub 
   await assert.rejects(early.ready, { name: "WspubError", code: "unsubscribed" });
   await until(() => c.state === "open", "open");
   const late = c.subscribe("early:2", () => {});
-  await sleep(0); // the subscribe is on its way
+  await Promise.resolve(); // the subscribe is written (a microtask), its answer cannot have come
   late.unsubscribe();
   await assert.rejects(late.ready, { code: "unsubscribed" });
   const kept = subscribe(c, "early:3");
@@ -303,4 +303,55 @@ test("page lifecycle: pagehide closes the socket (back/forward cache), pageshow 
   page.fire(page, "pageshow"); // the listeners are gone with the client
   await sleep(100);
   assert.equal(c.state, "closed");
+});
+
+test("identity expiry (4001): the client reconnects at once with a new token and keeps its subscriptions, expiry after expiry", { timeout: TIMEOUT }, async (t) => {
+  let calls = 0;
+  // "expiring" lives 1 s on the hub: the connection is closed with 4001 every second.
+  const { c, states, errors } = open(t, { token: () => (calls++, "expiring"), backoff: { min: 5000, max: 5000 } });
+  const { sub, got } = subscribe(c, "expiry:1");
+  await sub.ready;
+  for (let n = 1; n <= 3; n++) {
+    await until(() => states.filter((s) => s.code === 4001).length === n, `expiry ${n}`, 3000);
+    await until(() => c.state === "open", `open after expiry ${n}`, 3000);
+    await control("/publish?channel=expiry:1&type=tick");
+    await until(() => got.length === n, `the message after expiry ${n}`);
+  }
+  const expiries = states.filter((s) => s.code === 4001);
+  assert.ok(expiries.every((s) => s.state === "reconnecting" && s.delay === 0 && s.reason === "identity expired"), JSON.stringify(expiries));
+  assert.ok(!states.some((s) => s.state === "closed"));
+  assert.ok(calls >= 4, `the token function was called ${calls} times`);
+  assert.deepEqual(errors, []);
+});
+
+test("tokens of any characters (base64 with / + =, spaces, non-ASCII) reach the hub as they are", { timeout: TIMEOUT }, async (t) => {
+  for (const token of ["any:eyJhbGciOi/Jz+dW==", "any:with space", "any:naïve ✓"]) {
+    const { c } = open(t, { token });
+    await until(() => c.state === "open", `open with ${token}`);
+    assert.ok((await stats()).tokens[token] >= 1, `the hub read ${token}`);
+    c.close();
+  }
+});
+
+test("request: resolves with the handler's Conn.Reply; rejects on its error reply, timeout, abort and a lost connection", { timeout: TIMEOUT }, async (t) => {
+  const { c } = open(t, { backoff: { min: 10, max: 20 } });
+  const queued = c.request("echo", { q: 1 }); // before open
+  const reply = await queued;
+  assert.deepEqual({ ...reply, id: undefined }, { type: "echoed", data: { q: 1 }, id: undefined });
+  const many = await Promise.all([...Array(30).keys()].map((i) => c.request("echo", i)));
+  assert.deepEqual(many.map((m) => m.data), [...Array(30).keys()]);
+
+  await assert.rejects(c.request("refuse"), (err) => err.name === "WspubError" && err.code === "refused" && err.reply.message === "no, thanks");
+  await assert.rejects(c.request("nobody-handles-this"), { code: "unknown_type" });
+  await assert.rejects(c.request("note", { run: "none" }, { timeout: 100 }), { code: "timeout" }); // note has no reply
+  const abort = new AbortController();
+  const aborted = c.request("note", { run: "none" }, { signal: abort.signal });
+  setTimeout(() => abort.abort(), 20);
+  await assert.rejects(aborted, { code: "aborted" });
+  const lost = c.request("note", { run: "none" });
+  await sleep(50);
+  await control("/close?code=1012");
+  await assert.rejects(lost, { code: "connection_lost" });
+  await until(() => c.state === "open", "open again");
+  assert.equal((await c.request("echo", "after")).data, "after");
 });

@@ -7,12 +7,15 @@
 //   - pings every 500 ms and reaps a peer after 400 ms without a pong;
 //   - authenticates the subprotocol token (wspub.SubprotocolToken): none is anonymous,
 //     "good" is the user "good", "expiring" the user "expiring" whose identity expires
-//     1 s after the handshake (close 4001 "identity expired"), anything else is refused
-//     with HTTP 401;
+//     1 s after the handshake (close 4001 "identity expired"), "any:<text>" the user
+//     <text> (any characters: the client sends it as bearer64.), anything else is
+//     refused with HTTP 401;
 //   - allows subscribing to any channel but "secret:*", and client publish to "chat:*";
 //     a subscribe to "flaky:*" fails with "internal" the first two times for each channel
 //     (a temporary error), one to "once:*" succeeds the first time and is forbidden after;
-//   - handles "note" messages by recording their data (see /stats).
+//   - handles "note" messages by recording their data (see /stats), answers "echo" with
+//     an "echoed" reply of the same data (Conn.Reply) and "refuse" with an error reply
+//     (code "refused").
 //
 // /ws-strict is a second hub with the defaults: only pages of its own origin may connect
 // (a client with another Origin gets 403, and so does its preflight). /ws-timeout is the
@@ -149,6 +152,16 @@ func newServer() *server {
 	}); err != nil {
 		panic(err)
 	}
+	if err := s.hub.Handle("echo", func(ctx context.Context, c *wspub.Conn, m wspub.ClientMessage) error {
+		return c.Reply(ctx, m, wspub.Message{Type: "echoed", Data: m.Data})
+	}); err != nil {
+		panic(err)
+	}
+	if err := s.hub.Handle("refuse", func(context.Context, *wspub.Conn, wspub.ClientMessage) error {
+		return &wspub.Error{Code: "refused", Message: "no, thanks"}
+	}); err != nil {
+		panic(err)
+	}
 	return s
 }
 
@@ -179,6 +192,9 @@ func (s *server) authenticate(r *http.Request) (wspub.Identity, error) {
 		return wspub.Identity{UserID: "good"}, nil
 	case "expiring":
 		return wspub.Identity{UserID: "expiring", Expires: time.Now().Add(time.Second)}, nil
+	}
+	if user, ok := strings.CutPrefix(token, "any:"); ok {
+		return wspub.Identity{UserID: user}, nil
 	}
 	return wspub.Identity{}, errors.New("unknown token")
 }
