@@ -11,14 +11,14 @@
 // The page talks to the server with custom client messages, each handled by hub.Handle:
 //
 //	→ {"type":"ask","data":{"prompt":"..."},"id":"3"}
-//	← {"type":"status","data":{"id":"a-…","request":"3","state":"thinking"}}
-//	← {"type":"status","data":{"id":"a-…","request":"3","state":"writing"}}
+//	← {"type":"status","data":{"id":"a-…","state":"thinking"},"id":"3"}   (the reply: Conn.Reply)
+//	← {"type":"status","data":{"id":"a-…","state":"writing"}}
 //	← {"type":"stream.delta","data":{"id":"a-…","text":"Here is how "}}   (several)
 //	← {"type":"stream.done","data":{"id":"a-…","text":"<the whole answer>"}}
 //	← {"type":"recommendation","data":{"id":"a-…","actions":[{"id":"run_backtest","label":"Run backtest"},…]}}
 //
 //	→ {"type":"action_clicked","data":{"action":"run_backtest","answer":"a-…"},"id":"4"}
-//	← {"type":"notice","data":{"request":"4","action":"run_backtest","answer":"a-…","text":"…"}}
+//	← {"type":"notice","data":{"action":"run_backtest","answer":"a-…","text":"…"},"id":"4"}   (the reply)
 //
 //	→ {"type":"ui_state_changed","data":{"panel":"sources","open":true},"id":"5"}
 //	  (no reply; logged at Debug, run with -debug to see it)
@@ -365,7 +365,6 @@ func (s *server) page(w http.ResponseWriter, r *http.Request) {
 // answer is one answer being streamed.
 type answer struct {
 	id      string
-	request string // the id of the ask message
 	prompt  string
 }
 
@@ -388,7 +387,7 @@ func (s *server) ask(ctx context.Context, c *wspub.Conn, m wspub.ClientMessage) 
 			Message: fmt.Sprintf("the prompt has %d characters; the limit is %d", n, maxPromptRunes)}
 	}
 
-	a := answer{id: newAnswerID(), request: m.ID, prompt: prompt}
+	a := answer{id: newAnswerID(), prompt: prompt}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -414,9 +413,9 @@ func (s *server) ask(ctx context.Context, c *wspub.Conn, m wspub.ClientMessage) 
 	s.mu.Unlock()
 
 	s.log.Info("answer_started", "conn_id", c.ID(), "answer_id", a.id, "prompt_chars", utf8.RuneCountInString(prompt))
-	// "thinking" goes out from the handler, so it is the first thing the client gets after
-	// its ask, before the reply to anything it sends next.
-	if err := c.Send(ctx, wspub.Message{Type: typeStatus, Data: a.status("thinking")}); err != nil {
+	// "thinking" is the reply to the ask (the page's c.request resolves with it): it goes
+	// out from the handler, before the reply to anything the client sends next.
+	if err := c.Reply(ctx, m, wspub.Message{Type: typeStatus, Data: a.status("thinking")}); err != nil {
 		s.endStream(cv)
 		return nil // the connection is closing; nobody to tell
 	}
@@ -425,7 +424,7 @@ func (s *server) ask(ctx context.Context, c *wspub.Conn, m wspub.ClientMessage) 
 }
 
 func (a answer) status(state string) map[string]string {
-	return map[string]string{"id": a.id, "request": a.request, "state": state}
+	return map[string]string{"id": a.id, "state": state}
 }
 
 // stream generates answer a for connection c. It stops when the answer is complete, when
@@ -570,8 +569,8 @@ func (s *server) actionClicked(ctx context.Context, c *wspub.Conn, m wspub.Clien
 		return &wspub.Error{Code: codeUnknownAnswer, Message: "no such answer on this connection (was it given before a reconnect?)"}
 	}
 	s.log.Info("action_clicked", "conn_id", c.ID(), "answer_id", *req.Answer, "action", act.ID)
-	return c.Send(ctx, wspub.Message{Type: typeNotice, Data: map[string]string{
-		"request": m.ID, "action": act.ID, "answer": *req.Answer,
+	return c.Reply(ctx, m, wspub.Message{Type: typeNotice, Data: map[string]string{
+		"action": act.ID, "answer": *req.Answer,
 		"text": act.Label + ": queued (this example runs nothing).",
 	}})
 }

@@ -83,11 +83,17 @@ func (c *wsClient) send(typ, id string, data any) {
 	c.Send(m)
 }
 
-// readStatus reads a status message for request and returns its answer id.
+// readStatus reads a status message and returns its answer id. "thinking" is the reply
+// to the ask, so it carries the ask's id; the later ones carry none.
 func (c *wsClient) readStatus(request, state string) string {
 	c.t.Helper()
-	d := dataOf(c.t, c.Expect("status"))
-	assert.Equal(c.t, request, d["request"])
+	m := c.Expect("status")
+	d := dataOf(c.t, m)
+	if state == "thinking" {
+		assert.Equal(c.t, request, m.ID, "the reply to the ask")
+	} else {
+		assert.Empty(c.t, m.ID)
+	}
 	assert.Equal(c.t, state, d["state"])
 	id, _ := d["id"].(string)
 	require.True(c.t, strings.HasPrefix(id, "a-"), "answer id %q", id)
@@ -185,8 +191,9 @@ func TestAskStreamsAnswer(t *testing.T) {
 
 	// A recommended action is confirmed with a notice.
 	c.send("action_clicked", "c1", map[string]string{"action": "run_backtest", "answer": id})
-	n := dataOf(t, c.Expect("notice"))
-	assert.Equal(t, "c1", n["request"])
+	nm := c.Expect("notice")
+	assert.Equal(t, "c1", nm.ID, "the reply to the click")
+	n := dataOf(t, nm)
 	assert.Equal(t, "run_backtest", n["action"])
 	assert.Equal(t, id, n["answer"])
 	assert.Contains(t, n["text"], "Run backtest")
@@ -234,7 +241,7 @@ func TestAskRightAfterDone(t *testing.T) {
 			d := dataOf(t, m)
 			switch {
 			case m.Type == "status" && d["state"] == "thinking":
-				require.Equal(t, next, d["request"])
+				require.Equal(t, next, m.ID)
 				second, _ = d["id"].(string)
 			case m.Type == "recommendation" && d["id"] == id:
 				firstRec = true
