@@ -60,8 +60,9 @@ async function readmeExamples() {
     { bin: buildGo("docserver", "internal/docs", "./docserver") });
   const snippets = await (await fetch(`${docs.url}snippets`)).json();
   await docs.stop();
-  const out = { vue: {}, react: {} };
+  const out = { vue: {}, react: {}, ts: [] };
   for (const s of snippets) {
+    if (s.lang === "ts") out.ts.push(s); // every Markdown file's TypeScript: type-checked
     if (s.file !== "client/README.md" || (s.lang !== "vue" && s.lang !== "jsx")) continue;
     const name = /^\s*(?:<!--|\/\/)\s*([\w-]+\.(?:vue|jsx))\b/.exec(s.code)?.[1];
     assert.ok(name, `client/README.md:${s.line}: a ${s.lang} block must name its file on its first line`);
@@ -69,6 +70,7 @@ async function readmeExamples() {
   }
   assert.ok(out.vue["App.vue"], "client/README.md has no Vue example (a vue block <!-- App.vue -->)");
   assert.ok(out.react["App.jsx"], "client/README.md has no React example (a jsx block // App.jsx)");
+  assert.ok(out.ts.some((s) => s.file === "client/README.md"), "client/README.md has no ts block");
   return out;
 }
 
@@ -95,9 +97,19 @@ describe("the Vue and React bindings, packed and built with Vite", { skip: skipR
     }
     assert.ok(!packed.files.some((f) => f.startsWith("test/") || f === "build.mjs"), `the tarball ships ${packed.files}`);
     await npm(app, "install", "--no-save", packed.tgz);
-    // The package's types, found through its exports: src/types.tsx uses every binding.
+    // The package's types, found through its exports: src/types.tsx uses every binding,
+    // and every ts block of the docs is a module of its own with the names it takes for
+    // granted (a client c, a progress element bar).
+    const { ts, ...bindings } = examples;
+    mkdirSync(join(app, "src", "docs"), { recursive: true });
+    for (const [i, s] of ts.entries()) {
+      writeFileSync(join(app, "src", "docs", `block${i}.ts`),
+        `// ${s.file}:${s.line}\nimport { connect } from "@wspub/client";\n` +
+        `const c = connect("/ws");\nconst bar = document.createElement("progress");\n` +
+        `void c; void bar;\n${s.code}\nexport {};\n`);
+    }
     await sh(app, join(app, "node_modules", ".bin", "tsc"), ["-p", "."]);
-    for (const [binding, files] of Object.entries(examples)) {
+    for (const [binding, files] of Object.entries(bindings)) {
       mkdirSync(join(app, "src", binding), { recursive: true });
       for (const [name, code] of Object.entries(files)) writeFileSync(join(app, "src", binding, name), code);
     }

@@ -29,8 +29,9 @@ func (s Snippet) Where() string { return fmt.Sprintf("%s:%d", s.File, s.Line) }
 // executed: js and html in a page next to a hub (e2e/docs.test.mjs); vue (a Vue
 // single-file component whose first line, <!-- Name.vue -->, names its file) and jsx (a
 // React module, // Name.jsx) built into a Vite app against the packed npm package and
-// driven in Chromium (e2e/bindings.test.mjs).
-var Tested = []string{"go", "js", "html", "vue", "jsx"}
+// driven in Chromium, and ts (TypeScript using the package's types, with a client c and a
+// progress element bar given) type-checked by tsc against it (e2e/bindings.test.mjs).
+var Tested = []string{"go", "js", "html", "vue", "jsx", "ts"}
 
 // Untested are the languages of blocks that are not programs: shell commands, wire
 // transcripts and output. Every other language, and a fence without one, is an error,
