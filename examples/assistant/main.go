@@ -364,8 +364,8 @@ func (s *server) page(w http.ResponseWriter, r *http.Request) {
 
 // answer is one answer being streamed.
 type answer struct {
-	id      string
-	prompt  string
+	id     string
+	prompt string
 }
 
 // ask handles {"type":"ask","data":{"prompt":"..."}}: it validates the prompt, tells the
