@@ -1,7 +1,8 @@
 // The browser client follows the page's lifecycle in a real Chromium: while the page is
 // offline a lost connection waits for the network instead of retrying, and it reconnects
 // at once when the network is back; a page that becomes visible reconnects a connection
-// that died meanwhile without waiting for its backoff.
+// that died meanwhile without waiting for its backoff; an identity that expires (close
+// 4001) is renewed with a new token at once, the subscription kept.
 import assert from "node:assert/strict";
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -17,8 +18,10 @@ const PAGE = `<!doctype html>
   import { connect } from "./wspub.js";
   window.states = [];
   window.received = 0;
-  const backoff = { min: Number(location.hash.slice(1)), max: Number(location.hash.slice(1)) };
-  window.c = connect("/ws", { backoff });
+  const [ms, token] = location.hash.slice(1).split(",");
+  const backoff = { min: Number(ms), max: Number(ms) };
+  window.tokens = 0;
+  window.c = connect("/ws", { backoff, token: token ? () => { window.tokens++; return token; } : undefined });
   c.onState((state, detail) => states.push({ state, at: Date.now(), waiting: detail?.waiting, delay: detail?.delay }));
   c.subscribe("lc:1", () => { window.received++; });
 </script>`;
@@ -81,5 +84,24 @@ describe("the client and the page's lifecycle", { skip: skipReason || false, tim
     await page.waitForFunction(() => window.c.state === "open", null, { timeout: 2000 });
     const opened = await page.evaluate(() => window.states.at(-1).at);
     assert.ok(opened - last.at < last.delay, `open ${opened - last.at} ms after the close, the backoff was ${last.delay} ms`);
+  });
+
+  test("an expiring identity: every 4001 reconnects at once with a new token, the subscription kept", async () => {
+    const page = await h.page("refresh");
+    // "expiring" identities end 1 s after their handshake; the backoff (20 s) never comes.
+    await page.goto(`${srv.url}#20000,expiring`);
+    await page.waitForFunction(() => window.c.state === "open");
+    await page.waitForFunction(() => window.tokens >= 4, null, { timeout: 8000 }); // three expiries
+    await page.waitForFunction(() => window.c.state === "open");
+    const states = await page.evaluate(() => window.states);
+    assert.ok(!states.some((s) => s.state === "closed"), JSON.stringify(states));
+    await until(async () => (await stats()).subscriptions >= 1, "subscribed again");
+    // Delivery is at-most-once and the identity ends every second: publish until one
+    // arrives between two expiries.
+    const before = await page.evaluate(() => window.received);
+    await until(async () => {
+      await post(`publish?channel=lc:1&type=update&data=${encodeURIComponent("{}")}`);
+      return page.evaluate((n) => window.received > n, before);
+    }, "a message after the renewals");
   });
 });
