@@ -64,8 +64,9 @@ func TestCollectorFollowsHub(t *testing.T) {
 	for _, c := range []*wstest.Conn{a, b} {
 		assert.Equal(t, wstest.Msg{Type: "note", Channel: "a", Data: json.RawMessage(`"hi"`)}, c.Next())
 	}
-	// The ack and the message, one frame each, to each client.
-	eventually(t, func() bool { st := hub.Stats(); return st.Delivered == 4 && st.Frames == 4 })
+	// The welcome (read before dial returns), the ack and the message, one frame each, to
+	// each client.
+	eventually(t, func() bool { st := hub.Stats(); return st.Delivered == 6 && st.Frames == 6 })
 
 	assert.NoError(t, testutil.CollectAndCompare(col, strings.NewReader(`
 # HELP wspub_connections Open WebSocket connections.
@@ -88,10 +89,10 @@ wspub_connections_accepted_total 2
 wspub_messages_published_total 1
 # HELP wspub_messages_delivered_total Messages written to a connection's socket, replies included.
 # TYPE wspub_messages_delivered_total counter
-wspub_messages_delivered_total 4
+wspub_messages_delivered_total 6
 # HELP wspub_frames_written_total WebSocket frames written; messages delivered per frame is the batching factor.
 # TYPE wspub_frames_written_total counter
-wspub_frames_written_total 4
+wspub_frames_written_total 6
 # HELP wspub_disconnects_total Connections that have ended, for any reason.
 # TYPE wspub_disconnects_total counter
 wspub_disconnects_total 0

@@ -121,10 +121,10 @@ func TestPage(t *testing.T) {
 	for _, want := range []string{
 		"<!doctype html>", `<script type="module">`, `import { connect } from "/wspub.js";`, `connect("/ws")`,
 		`id="conn-state"`, `id="errors"`, `id="ask-form"`, `id="prompt"`, `maxlength="500"`, `id="ask"`,
-		`id="turns"`, `id="panel-toggle"`, `id="panel"`, `c.send("ask", { prompt })`,
-		`c.send("action_clicked", { action: a.id, answer: data.id })`, `c.send("ui_state_changed"`,
-		`c.on("stream.delta"`, `c.on("stream.done"`, `c.on("stream.error"`, `c.on("recommendation"`,
-		`c.on("notice"`, `c.on("error"`, "DOM contract",
+		`id="turns"`, `id="panel-toggle"`, `id="panel"`, `c.request("ask", { prompt })`,
+		`c.request("action_clicked", { action: a.id, answer: data.id })`, `c.send("ui_state_changed"`,
+		`c.on("status"`, `c.on("stream.delta"`, `c.on("stream.done"`, `c.on("stream.error"`,
+		`c.on("recommendation"`, `c.on("error"`, "DOM contract",
 	} {
 		assert.Contains(t, page, want)
 	}
