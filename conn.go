@@ -101,19 +101,7 @@ func (c *Conn) Subscriptions() []string { return c.hub.reg.channelsOf(c) }
 // (sending nothing) for a message larger than Options.MaxQueueBytes, and
 // ErrSlowConsumer if the message overflowed the send queue and the connection was
 // evicted for it.
-func (c *Conn) Send(ctx context.Context, m Message) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	frame, err := encodeMessage("", m)
-	if err == nil {
-		err = c.hub.fitsQueue(frame)
-	}
-	if err != nil {
-		return err
-	}
-	return c.enqueue(frame)
-}
+func (c *Conn) Send(ctx context.Context, m Message) error { return c.send(ctx, m, "") }
 
 // Reply sends m to this connection as the answer to the client message to: with the
 // "id" of to, so that the client can match it to its request (without an id if to has
@@ -123,12 +111,18 @@ func (c *Conn) Send(ctx context.Context, m Message) error {
 //		return c.Reply(ctx, m, wspub.Message{Type: "found", Data: map[string]int{"n": 1}})
 //	})
 func (c *Conn) Reply(ctx context.Context, to ClientMessage, m Message) error {
+	return c.send(ctx, m, to.ID)
+}
+
+// send queues m for this connection alone, with the "id" of the client message it
+// answers ("" for none).
+func (c *Conn) send(ctx context.Context, m Message, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	frame, err := encodeMessage("", m)
 	if err == nil {
-		frame = withID(frame, to.ID)
+		frame = withID(frame, id)
 		err = c.hub.fitsQueue(frame)
 	}
 	if err != nil {

@@ -44,10 +44,26 @@ func decodeClientMessage(b []byte, lim decodeLimits) (ClientMessage, *Error) {
 	case m.channels != nil && m.Type != typeSubscribe && m.Type != typeUnsubscribe:
 		return m, invalidMessage(`"channels" is only for subscribe and unsubscribe`)
 	case m.Channel != "" && !validName(m.Channel, lim.maxChannel):
-		return m, &Error{Code: CodeInvalidChannel, Message: "channel names are 1.." +
-			strconv.Itoa(lim.maxChannel) + " bytes of UTF-8 with no whitespace or control characters"}
+		return m, channelError(m.Channel, false, lim.maxChannel)
 	}
 	return m, nil
+}
+
+// channelError returns the invalid_channel error of a channel name that breaks the naming
+// rules, or nil; lone says its JSON had an unpaired surrogate escape (decoded as U+FFFD:
+// a name is text, and a broken escape is not). It checks the "channel" of a message and
+// every name of a batch's "channels" alike.
+func channelError(name string, lone bool, maxBytes int) *Error {
+	switch {
+	case name == "":
+		return &Error{Code: CodeInvalidChannel, Message: "channel name is empty"}
+	case lone:
+		return &Error{Code: CodeInvalidChannel, Message: "channel name has an unpaired surrogate escape"}
+	case !validName(name, maxBytes):
+		return &Error{Code: CodeInvalidChannel, Message: "channel names are 1.." +
+			strconv.Itoa(maxBytes) + " bytes of UTF-8 with no whitespace or control characters"}
+	}
+	return nil
 }
 
 func invalidMessage(msg string) *Error {
@@ -188,10 +204,8 @@ func (d *decoder) object(m *ClientMessage, lim decodeLimits) *Error {
 				switch {
 				case seen[4]:
 					fail(invalidMessage(`give "channel" or "channels", not both`))
-				case s == "":
-					fail(&Error{Code: CodeInvalidChannel, Message: "channel name is empty"})
-				case lone: // a name is text: U+FFFD written out is one, a broken escape is not
-					fail(&Error{Code: CodeInvalidChannel, Message: "channel name has an unpaired surrogate escape"})
+				case s == "" || lone: // its length is checked once the type is known good
+					fail(channelError(s, lone, lim.maxChannel))
 				}
 			}
 			start = -1

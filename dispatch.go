@@ -13,9 +13,9 @@ func (c *Conn) dispatch(b []byte) {
 	h := c.hub
 	m, perr := decodeClientMessage(b, h.lim)
 	if perr != nil {
-		channel := "" // an invalid name is echoed, unless it is over the limit
-		if perr.Code == CodeInvalidChannel && len(m.Channel) <= h.opts.MaxChannelBytes {
-			channel = m.Channel
+		channel := ""
+		if perr.Code == CodeInvalidChannel {
+			channel = h.echoable(m.Channel)
 		}
 		c.replyError(perr, channel, m.ID)
 		c.countInvalid()
@@ -70,15 +70,9 @@ func (c *Conn) batch(m ClientMessage) {
 	h := c.hub
 	invalid := false
 	for _, n := range m.channels {
-		if e := c.checkName(n); e != nil {
+		if e := channelError(n.name, n.lone, h.lim.maxChannel); e != nil {
 			invalid = true
-			// A name over the limit is not echoed (a client tells it by the welcome's
-			// maxChannelBytes, and by the order of the replies).
-			echo := n.name
-			if len(echo) > h.opts.MaxChannelBytes {
-				echo = ""
-			}
-			c.replyError(e, echo, m.ID)
+			c.replyError(e, h.echoable(n.name), m.ID)
 			continue
 		}
 		if m.Type == typeSubscribe {
@@ -94,19 +88,14 @@ func (c *Conn) batch(m ClientMessage) {
 	}
 }
 
-// checkName returns the invalid_channel reply for a name of a batch that breaks the
-// naming rules, or nil.
-func (c *Conn) checkName(n batchName) *Error {
-	switch {
-	case n.name == "":
-		return &Error{Code: CodeInvalidChannel, Message: "channel name is empty"}
-	case n.lone:
-		return &Error{Code: CodeInvalidChannel, Message: "channel name has an unpaired surrogate escape"}
-	case !validName(n.name, c.hub.lim.maxChannel):
-		return &Error{Code: CodeInvalidChannel, Message: "channel names are 1.." +
-			strconv.Itoa(c.hub.lim.maxChannel) + " bytes of UTF-8 with no whitespace or control characters"}
+// echoable returns the invalid channel name an error reply may echo: the name, unless it
+// is over MaxChannelBytes (a client tells that one by the welcome's maxChannelBytes and,
+// in a batch, by the order of the replies).
+func (h *Hub) echoable(name string) string {
+	if len(name) > h.opts.MaxChannelBytes {
+		return ""
 	}
-	return nil
+	return name
 }
 
 // clientSubscribe subscribes c to a channel the client asked for, if Authorize allows it;
