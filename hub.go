@@ -141,7 +141,7 @@ func (h *Hub) handler(typ string) Handler {
 // refused request.
 //
 // The error's text says what to change; a 403's names the pattern to add:
-// wspub: origin "https://app.example" not allowed; add "app.example" to Options.OriginPatterns.
+// wspub: origin "https://app.example" not allowed; add "https://app.example" to Options.OriginPatterns.
 // Every refusal is counted in Stats.Rejected and logged as websocket_rejected, at most
 // once a minute for each cause (each origin, for 403), with the number of refusals not
 // logged since in "suppressed": at Warn for those that mean a misconfiguration (501, 403,
@@ -188,14 +188,13 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="wspub"`)
-			if carriesCredentials(r) {
-				h.reject(w, r, http.StatusUnauthorized, causeBadCredentials, "unauthorized",
-					slog.String("error", err.Error()))
-			} else {
-				h.reject(w, r, http.StatusUnauthorized, causeNoCredentials, "unauthorized: the request "+
-					"carried no credentials (no bearer.<token> subprotocol, Authorization header, cookie "+
-					"or query string); give the client its token (wspub.js: the token option)", slog.String("error", err.Error()))
+			cause, msg := causeBadCredentials, "unauthorized"
+			if !carriesCredentials(r) {
+				cause, msg = causeNoCredentials, "unauthorized: the request carried no credentials (no "+
+					"bearer.<token> subprotocol, Authorization header, cookie or query string); give the "+
+					"client its token (wspub.js: the token option)"
 			}
+			h.reject(w, r, http.StatusUnauthorized, cause, msg, slog.String("error", err.Error()))
 			return
 		}
 	}
