@@ -274,20 +274,19 @@ func (s *server) close(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) subscribe(w http.ResponseWriter, r *http.Request) {
-	ids := s.connIDs()
-	for _, id := range ids {
-		if err := s.hub.Subscribe(id, r.URL.Query().Get("channel")); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-	}
-	fmt.Fprintln(w, len(ids))
+	s.eachConn(w, r, s.hub.Subscribe)
 }
 
 func (s *server) unsubscribe(w http.ResponseWriter, r *http.Request) {
+	s.eachConn(w, r, s.hub.Unsubscribe)
+}
+
+// eachConn calls fn (Hub.Subscribe or Hub.Unsubscribe) for every connection with the
+// request's channel and answers how many there were.
+func (s *server) eachConn(w http.ResponseWriter, r *http.Request, fn func(connID, channel string) error) {
 	ids := s.connIDs()
 	for _, id := range ids {
-		if err := s.hub.Unsubscribe(id, r.URL.Query().Get("channel")); err != nil {
+		if err := fn(id, r.URL.Query().Get("channel")); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
